@@ -1,0 +1,37 @@
+# `make run` and `make test` set everything up on first use (a virtualenv in .venv) and then do their job.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch is what this project needs to run and test; on the project's machines
+# `torch==2.13.0` is that build. Elsewhere, set TORCH= (empty) to keep whatever pip picks for you.
+TORCH ?= torch==2.13.0
+export WANDB_SILENT ?= true
+export MUJOCO_GL ?= osmesa
+export PYOPENGL_PLATFORM ?= osmesa
+
+.PHONY: setup run test test-slow lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(if $(TORCH),$(BIN)/python -m pip install -q "$(TORCH)")
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+# The main job: a short REINFORCE run on CartPole, W&B offline (no account or network needed).
+run: setup
+	$(BIN)/pg-lab total_steps=50000
+
+test: setup
+	$(BIN)/pytest -q
+
+test-slow: setup
+	$(BIN)/pytest -q -m slow
+
+lint: setup
+	$(BIN)/ruff check pg_lab tests scripts
+
+clean:
+	rm -rf $(VENV) .pytest_cache
