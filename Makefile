@@ -14,6 +14,10 @@ export PYOPENGL_PLATFORM ?= osmesa
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
+	@# offscreen MuJoCo rendering on a CPU machine (MUJOCO_GL=osmesa) needs Debian's libosmesa6
+	@dpkg -s libosmesa6 >/dev/null 2>&1 || ! command -v apt-get >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq libosmesa6 >/dev/null; } || \
+	  echo "warning: could not install libosmesa6; MuJoCo videos need MUJOCO_GL=egl or osmesa"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(if $(TORCH),$(BIN)/python -m pip install -q "$(TORCH)")

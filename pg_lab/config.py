@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import importlib
 import inspect
+import collections.abc
 import types
 import typing
 from dataclasses import dataclass, field
@@ -151,7 +152,7 @@ def _type_ok(value: Any, annotation: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if annotation is str:
         return isinstance(value, str)
-    if origin in (list, tuple, typing.Sequence) or annotation in (list, tuple):
+    if origin in (list, tuple, collections.abc.Sequence) or annotation in (list, tuple):
         return isinstance(value, (list, tuple, ListConfig))
     return True
 

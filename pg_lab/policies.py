@@ -189,15 +189,17 @@ class TanhNormal(Distribution):
         return torch.tanh(self.base.rsample(sample_shape))
 
     def log_prob(self, action: torch.Tensor) -> torch.Tensor:
-        a = action.clamp(-1.0 + self.eps, 1.0 - self.eps)
-        u = torch.atanh(a)
+        return self._log_prob_pre_tanh(torch.atanh(action.clamp(-1.0 + self.eps, 1.0 - self.eps)))
+
+    def _log_prob_pre_tanh(self, u: torch.Tensor) -> torch.Tensor:
         # log(1 - tanh(u)^2) written stably: 2 (log 2 - u - softplus(-2u))
         log_det = 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))
         return (self.base.log_prob(u) - log_det).sum(-1)
 
     def entropy(self) -> torch.Tensor:
-        """No closed form: a one-sample Monte Carlo estimate, −log p(tanh u) with u reparametrised."""
-        return -self.log_prob(self.rsample())
+        """No closed form: a one-sample Monte Carlo estimate −log p(tanh u), u reparametrised (so an
+        entropy bonus has a gradient)."""
+        return -self._log_prob_pre_tanh(self.base.rsample())
 
     @property
     def mean(self) -> torch.Tensor:

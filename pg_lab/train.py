@@ -341,7 +341,6 @@ def main(cfg: DictConfig) -> float:
     try:
         return train(cfg, run_dir)
     except ConfigError as e:
-        log.error("invalid configuration: %s", e)
         print(f"pg-lab: error: {e}", file=sys.stderr)
         sys.exit(2)
 
