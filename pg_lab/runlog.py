@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,7 @@ class WandbRun:
         try:
             import wandb
 
-            self.run_id = run_id or wandb.util.generate_id()
+            self.run_id = run_id or uuid.uuid4().hex[:8]
             self.run = wandb.init(
                 dir=str(run_dir), mode=str(cfg.wandb.mode.value if hasattr(cfg.wandb.mode, "value")
                                            else cfg.wandb.mode),

@@ -1,0 +1,92 @@
+"""The real `pg-lab` entrypoint, as a user runs it (subprocesses)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PG_LAB = shutil.which("pg-lab") or str(Path(sys.executable).parent / "pg-lab")
+WANDB = str(Path(sys.executable).parent / "wandb")
+TIME_KEYS = {"steps_per_s", "time_s"}
+
+
+def pg_lab(run_dir: Path, *overrides: str, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
+    cmd = [PG_LAB, *overrides, f"hydra.run.dir={run_dir}", "progress_bar=false"]
+    if not any(o.startswith("wandb.mode=") for o in overrides):
+        cmd.append("wandb.mode=disabled")
+    env = {**os.environ, "WANDB_SILENT": "true"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_run_writes_the_run_directory_contract_and_an_offline_wandb_run(tmp_path):
+    run = tmp_path / "run"
+    pg_lab(run, "env=cartpole", "total_steps=3000", "wandb.mode=offline")
+    rows = metrics(run)
+    assert rows and all("step" in r and "episode_return_mean" in r for r in rows)
+    assert [r["step"] for r in rows] == sorted({r["step"] for r in rows})
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["total_steps"] == rows[-1]["step"] >= 3000
+    assert summary["wall_time_s"] > 0 and summary["steps_per_s"] > 0
+    assert summary["final_return_mean"] > 0
+    assert (run / "checkpoint.pt").stat().st_size > 0
+    assert (run / ".hydra" / "config.yaml").exists()
+    (offline,) = (run / "wandb").glob("offline-run-*")
+    out = subprocess.run([WANDB, "leet", "inspect", "--summary", "--json", str(offline)], capture_output=True,
+                         text=True, check=True, timeout=120).stdout
+    record = json.loads(out)
+    assert record["summary"]["episode_return_mean"] == pytest.approx(rows[-1]["episode_return_mean"])
+    assert record["summary"]["step"] == rows[-1]["step"]
+    assert record["config"]["env"]["id"] == "CartPole-v1" and record["config"]["total_steps"] == 3000
+    assert record["name"] == "env=cartpole,total_steps=3000"
+
+
+def test_same_seed_same_metrics_and_another_seed_differs(tmp_path):
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k not in TIME_KEYS} for r in rows]
+    runs = {}
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        pg_lab(tmp_path / name, "env=pendulum", f"seed={seed}", "total_steps=2400", "baseline=gae")
+        runs[name] = strip(metrics(tmp_path / name))
+    assert runs["a"] == runs["b"]
+    assert runs["a"] != runs["c"]
+
+
+def test_default_job_learns_cartpole(tmp_path):
+    """The learning check: the default configuration reaches a mean return of 195 in 40k steps."""
+    pg_lab(tmp_path / "r", "total_steps=40000", "seed=0")
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["final_return_mean"] >= 195, summary
+
+
+@pytest.mark.parametrize("overrides,word", [
+    (["env=nosuchenv"], "nosuchenv"),
+    (["+gama=0.9"], "gama"),
+    (["total_steps=-5"], "total_steps"),
+    (["env=cartpole", "policy=gaussian"], "gaussian"),
+    (["algo.gamma=1.5"], "gamma"),
+])
+def test_bad_input_is_refused_before_training(tmp_path, overrides, word):
+    run = tmp_path / "run"
+    proc = pg_lab(run, *overrides, check=False)
+    assert proc.returncode != 0
+    assert word in proc.stderr
+    assert not (run / "summary.json").exists() and not (run / "metrics.jsonl").exists()
+
+
+def test_python_dash_m_and_hydra_cli():
+    out = subprocess.run([sys.executable, "-m", "pg_lab", "--cfg", "job", "env=hopper"], capture_output=True,
+                         text=True, check=True, timeout=120).stdout
+    assert "Hopper-v5" in out and "GaussianPolicy" in out
+    help_text = subprocess.run([PG_LAB, "--help"], capture_output=True, text=True, check=True, timeout=120).stdout
+    assert "env: " in help_text and "policy: " in help_text

@@ -1,0 +1,122 @@
+"""The lecture's derivation as a test.
+
+On a small MDP the exact gradient ∇θ E[G(τ)] is computed by enumerating every trajectory; the mean of
+many REINFORCE estimates, produced by the real collector, estimator, baselines and update, must match it
+within statistical error — for both return estimators, with and without baselines.
+"""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import TabularMDP
+from pg_lab.baselines import GAEBaseline, MeanBaseline, NoBaseline, ValueBaseline
+from pg_lab.config import Estimator, Reduction
+from pg_lab.envs import make_vector_env
+from pg_lab.networks import ObsNormalizer
+from pg_lab.policies import CategoricalPolicy
+from pg_lab.reinforce import estimate, reinforce_update
+from pg_lab.rollout import collect
+
+N_ENVS, N_BATCHES = 200, 120
+
+
+def tabular_policy(envs) -> CategoricalPolicy:
+    policy = CategoricalPolicy(envs.single_observation_space, envs.single_action_space, hidden_sizes=())
+    with torch.no_grad():  # logits = W · onehot(s) + b: a tabular softmax policy, away from uniform
+        policy.net[0].weight.copy_(torch.tensor([[0.3, -0.5], [0.8, 0.1]]))
+        policy.net[0].bias.copy_(torch.tensor([0.2, -0.1]))
+    return policy
+
+
+def exact_gradient(policy: CategoricalPolicy, gamma: float) -> torch.Tensor:
+    """∇θ Σ_τ P(τ; θ) G(τ), every one of the 2^3 trajectories enumerated."""
+    policy.zero_grad()
+    eye = torch.eye(2)
+    objective = torch.zeros(())
+    for actions in itertools.product((0, 1), repeat=TabularMDP.HORIZON):
+        s, prob, ret = 0, torch.ones(()), 0.0
+        for t, a in enumerate(actions):
+            prob = prob * policy.distribution(eye[s:s + 1]).probs[0, a]
+            ret += gamma**t * TabularMDP.R[s, a]
+            s = a
+        objective = objective + prob * ret
+    objective.backward()
+    return torch.cat([p.grad.flatten() for p in policy.parameters()]).clone()
+
+
+def reinforce_estimates(policy, envs, baseline, gamma, estimator, reduction=Reduction.sum) -> np.ndarray:
+    optimizer = torch.optim.SGD(policy.parameters(), lr=0.0)  # read the gradient, leave θ where it is
+    grads = []
+    for k in range(N_BATCHES):
+        batch = collect(envs, policy, TabularMDP.HORIZON, reset_seed=k)
+        est = estimate(batch, baseline, gamma, estimator)
+        advantages = baseline.advantages(est, gamma)
+        reinforce_update(policy, optimizer, batch, advantages, reduction=reduction, normalize_advantage=False,
+                         ent_coef=0.0, max_grad_norm=None, num_episodes=int(batch.ends.sum()),
+                         device=torch.device("cpu"))
+        # the loss is −J, so its gradient is −∇J
+        grads.append(-torch.cat([p.grad.flatten() for p in policy.parameters()]).numpy())
+    return np.array(grads)
+
+
+def make_baseline(name: str):
+    torch.manual_seed(1)
+    if name == "none":
+        return NoBaseline()
+    if name == "mean":
+        b = MeanBaseline()
+        b.value = 2.5  # any constant
+        return b
+    cls = ValueBaseline if name == "value" else GAEBaseline
+    kwargs = {"lam": 1.0} if name == "gae" else {}
+    # an untrained, random critic: any function of the state is a valid baseline
+    return cls(2, ObsNormalizer((2,), enabled=False), torch.optim.Adam, hidden_sizes=(8,), **kwargs)
+
+
+@pytest.mark.parametrize("estimator,gamma,baseline", [
+    # G(τ) = Σ γ^t r_t is unbiased for the discounted objective
+    (Estimator.trajectory, 0.9, "none"), (Estimator.trajectory, 0.9, "mean"),
+    (Estimator.trajectory, 0.9, "value"),
+    # reward-to-go G_t drops the γ^t weight of step t (as every implementation does): unbiased at γ = 1
+    (Estimator.reward_to_go, 1.0, "none"), (Estimator.reward_to_go, 1.0, "mean"),
+    (Estimator.reward_to_go, 1.0, "value"), (Estimator.reward_to_go, 1.0, "gae"),
+])
+def test_reinforce_is_an_unbiased_estimate_of_the_exact_gradient(estimator, gamma, baseline):
+    envs = make_vector_env("pg_lab_test/Tabular-v0", num_envs=N_ENVS)
+    policy = tabular_policy(envs)
+    exact = exact_gradient(policy, gamma).numpy()
+    torch.manual_seed(0)
+    grads = reinforce_estimates(policy, envs, make_baseline(baseline), gamma, estimator)
+    mean, stderr = grads.mean(0), grads.std(0, ddof=1) / np.sqrt(len(grads))
+    # the test has power: a bias of 10% of the largest component would show
+    assert stderr.max() < 0.1 * np.abs(exact).max()
+    z = np.abs(mean - exact) / stderr
+    assert (z < 4.5).all(), f"exact {exact}, estimated {mean} ± {stderr}"
+    envs.close()
+
+
+def test_baselines_reduce_variance_on_this_mdp():
+    envs = make_vector_env("pg_lab_test/Tabular-v0", num_envs=N_ENVS)
+    policy = tabular_policy(envs)
+    torch.manual_seed(0)
+    plain = reinforce_estimates(policy, envs, NoBaseline(), 1.0, Estimator.trajectory).var(0).sum()
+    torch.manual_seed(0)
+    causal = reinforce_estimates(policy, envs, NoBaseline(), 1.0, Estimator.reward_to_go).var(0).sum()
+    torch.manual_seed(0)
+    centred = reinforce_estimates(policy, envs, make_baseline("mean"), 1.0, Estimator.reward_to_go).var(0).sum()
+    assert causal < plain and centred < causal
+    envs.close()
+
+
+def test_mean_reduction_is_the_sum_estimate_over_episode_length():
+    envs = make_vector_env("pg_lab_test/Tabular-v0", num_envs=20)
+    policy = tabular_policy(envs)
+    out = []
+    for reduction in (Reduction.sum, Reduction.mean):
+        torch.manual_seed(0)
+        out.append(reinforce_estimates(policy, envs, NoBaseline(), 1.0, Estimator.trajectory, reduction)[:3])
+    assert np.allclose(out[1], out[0] / TabularMDP.HORIZON, atol=1e-6)
+    envs.close()
