@@ -101,8 +101,8 @@ class WandbRun:
     """One W&B run per job. Whatever W&B does (no network, bad key, no package), training and the local
     files go on: a failure turns W&B off with one warning."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, name: str | None, group: str | None,
-                 run_id: str | None):
+    def __init__(self, cfg: DictConfig, run_dir: Path, name: str, group: str | None, job_type: str | None,
+                 tags: list[str], run_id: str | None):
         self.run = None
         if cfg.wandb.mode == "disabled":
             return
@@ -114,7 +114,7 @@ class WandbRun:
                 dir=str(run_dir), mode=str(cfg.wandb.mode.value if hasattr(cfg.wandb.mode, "value")
                                            else cfg.wandb.mode),
                 project=cfg.wandb.project, entity=cfg.wandb.entity, group=group, name=name,
-                job_type=cfg.wandb.job_type, tags=list(cfg.wandb.tags) or None, id=self.run_id, resume="allow",
+                job_type=job_type, tags=tags or None, id=self.run_id, resume="allow",
                 config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
                 settings=wandb.Settings(console="off", init_timeout=60, silent=True),
             )

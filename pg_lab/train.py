@@ -12,6 +12,7 @@ import random
 import signal
 import sys
 import time
+import traceback
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,21 +186,36 @@ class StopFlag:
             signal.signal(s, h)
 
 
-def job_identity(cfg: DictConfig) -> tuple[str, str, str | None]:
-    """(env choice, W&B name, W&B group) from Hydra's view of this job."""
+@dataclass
+class JobIdentity:
+    """How this job shows in W&B: name from its overrides ("policy=beta,seed=3"), job_type from the same
+    overrides less the seed (so seeds of one configuration sit together), group = the sweep's name."""
+    env_choice: str
+    name: str
+    group: str | None
+    job_type: str | None
+    tags: list[str]
+
+
+def job_identity(cfg: DictConfig) -> JobIdentity:
     hc = HydraConfig.get()
-    env_choice = hc.runtime.choices.get("env", "?")
+    choices = hc.runtime.choices
+    excluded = set(hc.job.config.override_dirname.exclude_keys)
+    overrides = [o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+~") not in excluded]
     name = cfg.wandb.name or hc.job.override_dirname or "default"
     group = cfg.wandb.group
     if group is None and hc.mode == RunMode.MULTIRUN:
         group = cfg.name
-    return env_choice, name, group
+    job_type = cfg.wandb.job_type or (",".join(o for o in overrides if not o.startswith("seed=")) or "default")
+    tags = [*cfg.wandb.tags, *(f"{g}:{choices[g]}" for g in ("env", "policy", "baseline") if choices.get(g))]
+    return JobIdentity(choices.get("env", "?"), name, group, job_type[:64], tags)
 
 
 def train(cfg: DictConfig, run_dir: Path) -> float:
     """One run in `run_dir`; resumes from its checkpoint if there is one. Returns final_return_mean."""
     validate(cfg)
-    env_choice, wandb_name, wandb_group = job_identity(cfg)
+    job = job_identity(cfg)
+    env_choice = job.env_choice
     previous = read_summary(run_dir)
     ckpt_path = run_dir / CHECKPOINT
     if previous and previous.get("status") == "finished" and ckpt_path.exists() and \
@@ -221,7 +237,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     base_lrs = [[g["lr"] for g in opt.param_groups] for opt in learner.optimizers]
     metrics_file = MetricsFile(run_dir, progress.step if ckpt is not None else None)
     wandb_id = (ckpt or {}).get("wandb_run_id") or _read(run_dir / WANDB_ID)
-    wandb_run = WandbRun(cfg, run_dir, wandb_name, wandb_group, wandb_id)
+    wandb_run = WandbRun(cfg, run_dir, job.name, job.group, job.job_type, job.tags, wandb_id)
     stop = StopFlag()
     n_envs = learner.envs.num_envs
     status, error = "failed", None
@@ -284,6 +300,9 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
                     stop.signum, progress.step)
     except BaseException as e:
         error = e
+        (run_dir / "error.txt").write_text(traceback.format_exc())
+        log.error("run failed at step %d: %s: %s (traceback in %s)", progress.step, type(e).__name__, e,
+                  run_dir / "error.txt")
         raise
     finally:
         bar.close()
@@ -337,7 +356,19 @@ register_schema()
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> float:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    if hc.mode == RunMode.MULTIRUN:
+        # one job of a sweep: record the failure in its directory and let the others go on; the sweep's
+        # report (pg_lab.sweeps) lists it and makes the sweep exit non-zero
+        try:
+            return train(cfg, run_dir)
+        except Exception as e:  # noqa: BLE001
+            if not (run_dir / "summary.json").exists():
+                write_summary(run_dir, {"status": "failed", "error": f"{type(e).__name__}: {e}"})
+                (run_dir / "error.txt").write_text(traceback.format_exc())
+            log.error("job failed: %s: %s", type(e).__name__, e)
+            return float("nan")
     try:
         return train(cfg, run_dir)
     except ConfigError as e:

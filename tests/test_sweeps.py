@@ -1,0 +1,87 @@
+"""Multiruns through the real entrypoint: Hydra's launchers and sweepers, W&B grouping, failures, resume."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_entrypoint import PG_LAB, WANDB
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def sweep(sweep_dir: Path, *overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    cmd = [PG_LAB, "-m", *overrides, f"hydra.sweep.dir={sweep_dir}", "progress_bar=false"]
+    if not any(o.startswith("wandb.mode=") for o in overrides):
+        cmd.append("wandb.mode=disabled")
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "WANDB_SILENT": "true"})
+
+
+def summaries(sweep_dir: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sweep_dir.glob("*/summary.json")}
+
+
+def wandb_run_record(offline_dir: Path) -> dict:
+    out = subprocess.run([WANDB, "leet", "inspect", "--json", str(offline_dir)], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    return next(json.loads(line)["run"] for line in out.splitlines() if '"type":"run"' in line.replace(" ", ""))
+
+
+def test_joblib_sweep_one_wandb_run_per_job_in_one_group(tmp_path):
+    proc = sweep(tmp_path, "hydra/launcher=joblib", "env=cartpole", "seed=0,1", "total_steps=2000",
+                 "wandb.mode=offline", "name=joblib_test")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = summaries(tmp_path)
+    assert set(jobs) == {"env=cartpole,seed=0,total_steps=2000", "env=cartpole,seed=1,total_steps=2000"}
+    assert all(s["status"] == "finished" for s in jobs.values())
+    records = [wandb_run_record(p) for p in tmp_path.glob("*/wandb/offline-run-*")]
+    assert len(records) == 2
+    assert {r["run_group"] for r in records} == {"joblib_test"}
+    assert {r["display_name"] for r in records} == set(jobs)
+    assert {r["job_type"] for r in records} == {"env=cartpole,total_steps=2000"}  # seeds sit together
+    assert all("env:cartpole" in r["tags"] for r in records)
+    assert sorted(r["config"]["update"]["seed"] for r in records) == [0, 1]  # config logged resolved
+    # the sweep's closing table lists each job
+    assert "2/2 jobs finished" in proc.stdout and (tmp_path / "sweep_summary.csv").exists()
+
+
+def test_submitit_local_sweep(tmp_path):
+    proc = sweep(tmp_path, "hydra/launcher=submitit_local", "seed=0,1", "total_steps=2000")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [s["status"] for s in summaries(tmp_path).values()] == ["finished", "finished"]
+
+
+def test_a_failing_job_does_not_sink_the_sweep_but_shows(tmp_path):
+    proc = sweep(tmp_path, "hydra/launcher=joblib", "env=cartpole,pendulum", "policy=categorical",
+                 "total_steps=2000")
+    assert proc.returncode != 0
+    jobs = summaries(tmp_path)
+    ok, bad = jobs["env=cartpole,policy=categorical,total_steps=2000"], jobs["env=pendulum,policy=categorical,total_steps=2000"]
+    assert ok["status"] == "finished"
+    assert bad["status"] == "failed" and "policy=categorical" in bad["error"]
+    assert "Traceback" in (tmp_path / "env=pendulum,policy=categorical,total_steps=2000" / "error.txt").read_text()
+    assert "1/2 jobs finished" in proc.stdout and "failed" in proc.stdout
+
+
+def test_relaunching_a_sweep_runs_only_what_is_left(tmp_path):
+    assert sweep(tmp_path, "seed=0", "total_steps=2000").returncode == 0
+    first = tmp_path / "seed=0,total_steps=2000"
+    before = (first / "summary.json").read_text(), (first / "metrics.jsonl").stat().st_mtime_ns
+    proc = sweep(tmp_path, "seed=0,1", "total_steps=2000")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert ((first / "summary.json").read_text(), (first / "metrics.jsonl").stat().st_mtime_ns) == before
+    assert summaries(tmp_path)["seed=1,total_steps=2000"]["status"] == "finished"
+    assert "already finished" in (first / "train.log").read_text()
+
+
+def test_optuna_sweep_reports_best_parameters(tmp_path):
+    proc = sweep(tmp_path, "experiment=tune_cartpole", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=1",
+                 "total_steps=2000")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = (tmp_path / "optimization_results.yaml").read_text()
+    assert "best_params" in results and "optimizer.lr" in results and "best_value" in results
+    assert len(summaries(tmp_path)) == 3
