@@ -8,10 +8,10 @@ against the target's signature before anything is built, so a typo there fails b
 
 from __future__ import annotations
 
+import collections.abc
 import enum
 import importlib
 import inspect
-import collections.abc
 import types
 import typing
 from dataclasses import dataclass, field
@@ -79,7 +79,9 @@ class Config:
     total_steps: int = 100_000
     device: Device = Device.cpu
     name: str = "default"            # names the sweep directory and the W&B group of a multirun
-    torch_threads: int = 1           # small MLPs run fastest on one thread; also avoids oversubscription
+    # torch threads for the update (rollouts always use one: per-step inference on a few envs is fastest
+    # so). null: the cores this process may use, divided among the jobs a joblib sweep runs at once.
+    torch_threads: int | None = None
     checkpoint_every: int = 5        # updates between checkpoints (and one at the end)
     progress_bar: bool = True
     algo: AlgoConfig = field(default_factory=AlgoConfig)
@@ -121,7 +123,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"algo.max_grad_norm must be positive or null, got {algo.max_grad_norm}")
     if cfg.checkpoint_every <= 0:
         raise ConfigError(f"checkpoint_every must be positive, got {cfg.checkpoint_every}")
-    if cfg.torch_threads <= 0:
+    if cfg.torch_threads is not None and cfg.torch_threads <= 0:
         raise ConfigError(f"torch_threads must be positive, got {cfg.torch_threads}")
     for group in _GROUPS:
         check_targets(cfg[group], group)

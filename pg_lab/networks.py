@@ -45,12 +45,18 @@ class ObsNormalizer(nn.Module):
         self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
         self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
         self.register_buffer("count", torch.tensor(0.0, dtype=torch.float64))
+        self._cached_count = -1.0  # float32 copies of the statistics for forward, refreshed when count changes
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        if not self.enabled or self.count == 0:
+        if not self.enabled:
             return obs
-        std = torch.sqrt(self.var + self.eps).to(obs.dtype)
-        return torch.clamp((obs - self.mean.to(obs.dtype)) / std, -self.clip, self.clip)
+        if self._cached_count != self.count.item():  # statistics changed (update or load): refresh
+            self._shift = self.mean.float()
+            self._scale = torch.rsqrt(self.var + self.eps).float()
+            self._cached_count = self.count.item()
+        if self._cached_count == 0:
+            return obs
+        return torch.clamp((obs - self._shift) * self._scale, -self.clip, self.clip)
 
     @torch.no_grad()
     def update(self, batch: torch.Tensor) -> None:

@@ -90,6 +90,13 @@ class CategoricalPolicy(Policy):
     def mode(self, dist: Categorical) -> torch.Tensor:
         return dist.probs.argmax(-1)
 
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """The rollout's hot path: the same draw as distribution(obs).sample(), without building it."""
+        logits = self.net(self.normalizer(obs))
+        if deterministic:
+            return logits.argmax(-1)
+        return torch.multinomial(torch.softmax(logits, -1), 1, True).squeeze(-1)
+
     def to_env(self, action: torch.Tensor) -> np.ndarray:
         return action.cpu().numpy() + int(self.action_space.start)
 
@@ -161,6 +168,11 @@ class GaussianPolicy(_BoxPolicy):
         mean, log_std = self._mean_log_std(obs)
         return Independent(Normal(mean, log_std.exp()), 1)
 
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """The rollout's hot path: the same draw as distribution(obs).sample(), without building it."""
+        mean, log_std = self._mean_log_std(obs)
+        return mean if deterministic else torch.normal(mean, log_std.exp())
+
     def to_env(self, action: torch.Tensor) -> np.ndarray:
         if not self.bounded:
             return action.cpu().numpy()
@@ -224,6 +236,9 @@ class SquashedGaussianPolicy(GaussianPolicy):
     def distribution(self, obs: torch.Tensor) -> TanhNormal:
         mean, log_std = self._mean_log_std(obs)
         return TanhNormal(mean, log_std.exp(), self.eps)
+
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        return torch.tanh(super().act(obs, deterministic))
 
     def to_env(self, action: torch.Tensor) -> np.ndarray:
         return _BoxPolicy.to_env(self, action)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import signal
 import sys
@@ -33,8 +34,16 @@ from pg_lab.policies import UnsupportedActionSpace
 from pg_lab.reinforce import estimate, reinforce_update
 from pg_lab.returns import episode_stats
 from pg_lab.rollout import collect
-from pg_lab.runlog import (CHECKPOINT, WANDB_ID, MetricsFile, WandbRun, load_checkpoint, read_summary,
-                           save_checkpoint, write_summary)
+from pg_lab.runlog import (
+    CHECKPOINT,
+    WANDB_ID,
+    MetricsFile,
+    WandbRun,
+    load_checkpoint,
+    read_summary,
+    save_checkpoint,
+    write_summary,
+)
 
 log = logging.getLogger("pg_lab")
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -77,6 +86,19 @@ def resolve_device(device: Device | str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda but torch sees no CUDA device: use device=cpu or device=auto")
     return torch.device(name)
+
+
+def update_threads(cfg: DictConfig) -> int:
+    """Threads for the update phase: cfg.torch_threads, or the usable cores shared among parallel jobs."""
+    if cfg.torch_threads is not None:
+        return cfg.torch_threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    hc = HydraConfig.get()
+    parallel = 1
+    if hc.mode == RunMode.MULTIRUN and "n_jobs" in hc.launcher:
+        n_jobs = hc.launcher.n_jobs
+        parallel = cores if n_jobs is None or n_jobs < 0 else n_jobs
+    return max(1, min(cores // parallel, 8))
 
 
 def seed_everything(seed: int) -> None:
@@ -224,7 +246,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         return previous.get("final_return_mean") or float("nan")
     ckpt = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
 
-    torch.set_num_threads(cfg.torch_threads)
+    threads = update_threads(cfg)
     torch.autograd.set_detect_anomaly(cfg.algo.debug)
     torch.distributions.Distribution.set_default_validate_args(cfg.algo.debug)
     seed_everything(cfg.seed)
@@ -261,12 +283,17 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
                     for g, lr in zip(opt.param_groups, lrs):
                         g["lr"] = lr * frac
             num_steps = min(cfg.algo.num_steps, math.ceil((cfg.total_steps - progress.step) / n_envs))
+            t0 = time.perf_counter()
+            torch.set_num_threads(1)
             batch = collect(learner.envs, learner.policy, num_steps, batch_seed(cfg.seed, progress.update),
                             learner.device, stop)
             if batch is None:
                 restore_rng(rng)
                 raise Interrupted
+            t1 = time.perf_counter()
+            torch.set_num_threads(threads)
             metrics = update(cfg, learner, batch)
+            metrics.update(rollout_s=t1 - t0, update_s=time.perf_counter() - t1)
             returns, lengths = episode_stats(batch.rewards, batch.ends, batch.valid)
             progress.step += batch.env_steps
             progress.update += 1
@@ -343,7 +370,7 @@ def update(cfg: DictConfig, learner: Learner, batch) -> dict[str, float]:
     metrics.update(learner.baseline.update(obs, est, advantages))
     learner.normalizer.update(obs.reshape(-1, obs.shape[-1])[torch.from_numpy(batch.valid.reshape(-1))])
     if hasattr(learner.policy, "log_std"):
-        metrics["action_std"] = float(learner.policy.log_std.exp().mean())
+        metrics["action_std"] = learner.policy.log_std.detach().exp().mean().item()
     return metrics
 
 

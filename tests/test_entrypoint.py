@@ -11,7 +11,7 @@ import pytest
 
 PG_LAB = shutil.which("pg-lab") or str(Path(sys.executable).parent / "pg-lab")
 WANDB = str(Path(sys.executable).parent / "wandb")
-TIME_KEYS = {"steps_per_s", "time_s"}
+TIME_KEYS = {"steps_per_s", "time_s", "rollout_s", "update_s"}
 
 
 def pg_lab(run_dir: Path, *overrides: str, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -10,8 +10,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
-
 from helpers import TabularMDP
+
 from pg_lab.baselines import GAEBaseline, MeanBaseline, NoBaseline, ValueBaseline
 from pg_lab.config import Estimator, Reduction
 from pg_lab.envs import make_vector_env

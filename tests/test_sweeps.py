@@ -3,11 +3,9 @@
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
 from test_entrypoint import PG_LAB, WANDB
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -60,7 +58,8 @@ def test_a_failing_job_does_not_sink_the_sweep_but_shows(tmp_path):
                  "total_steps=2000")
     assert proc.returncode != 0
     jobs = summaries(tmp_path)
-    ok, bad = jobs["env=cartpole,policy=categorical,total_steps=2000"], jobs["env=pendulum,policy=categorical,total_steps=2000"]
+    ok = jobs["env=cartpole,policy=categorical,total_steps=2000"]
+    bad = jobs["env=pendulum,policy=categorical,total_steps=2000"]
     assert ok["status"] == "finished"
     assert bad["status"] == "failed" and "policy=categorical" in bad["error"]
     assert "Traceback" in (tmp_path / "env=pendulum,policy=categorical,total_steps=2000" / "error.txt").read_text()
