@@ -25,3 +25,7 @@ def make_vector_env(id: str, num_envs: int = 1, vectorization: str = "sync",
         extra["max_episode_steps"] = max_episode_steps
     return gym.make_vec(id, num_envs=num_envs, vectorization_mode=vectorization,
                         vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, **extra)
+
+
+if "pg_lab/Quadruped-v0" not in gym.registry:
+    gym.register("pg_lab/Quadruped-v0", entry_point="pg_lab.envs.quadruped:QuadrupedEnv", max_episode_steps=1000)
