@@ -11,10 +11,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from test_entrypoint import pg_lab as run_pg_lab
 
 import pg_lab  # noqa: F401  (registers the env)
 from pg_lab.envs.quadruped import DEFAULT_XML
-from test_entrypoint import pg_lab as run_pg_lab
 
 EVAL = str(Path(sys.executable).parent / "pg-lab-eval")
 
