@@ -84,6 +84,7 @@ class Config:
     torch_threads: int | None = None
     checkpoint_every: int = 5        # updates between checkpoints (and one at the end)
     progress_bar: bool = True
+    resume: str | None = None        # a run directory to continue (its saved config is used)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
     env: Any = MISSING

@@ -135,7 +135,7 @@ class _BoxPolicy(Policy):
 
 class GaussianPolicy(_BoxPolicy):
     """Diagonal Gaussian; samples are clipped to the bounds on the way to the env (Chou et al.'s
-    'Gaussian with clipping'). log σ is state-independent by default, clamped to [log_std_min, log_std_max].
+    'Gaussian with clipping'). log σ (initially log init_std) is state-independent by default, clamped to [log_std_min, log_std_max].
     On an unbounded Box the actions are used as they are."""
 
     name = "gaussian"
@@ -143,8 +143,11 @@ class GaussianPolicy(_BoxPolicy):
 
     def __init__(self, observation_space, action_space, hidden_sizes: Sequence[int] = (64, 64),
                  activation: str = "tanh", out_gain: float = 0.01, normalizer: ObsNormalizer | None = None,
-                 log_std_init: float = math.log(0.5), state_dependent_std: bool = False,
+                 init_std: float = 0.5, state_dependent_std: bool = False,
                  log_std_min: float = -5.0, log_std_max: float = 2.0):
+        if init_std <= 0:
+            raise ValueError(f"policy.init_std must be positive, got {init_std}")
+        log_std_init = math.log(init_std)
         self.state_dependent_std = state_dependent_std
         super().__init__(observation_space, action_space, hidden_sizes, activation, out_gain, normalizer)
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
@@ -227,10 +230,10 @@ class SquashedGaussianPolicy(GaussianPolicy):
 
     def __init__(self, observation_space, action_space, hidden_sizes: Sequence[int] = (64, 64),
                  activation: str = "tanh", out_gain: float = 0.01, normalizer: ObsNormalizer | None = None,
-                 log_std_init: float = math.log(0.5), state_dependent_std: bool = False,
+                 init_std: float = 0.5, state_dependent_std: bool = False,
                  log_std_min: float = -5.0, log_std_max: float = 2.0, eps: float = 1e-6):
         super().__init__(observation_space, action_space, hidden_sizes, activation, out_gain, normalizer,
-                         log_std_init, state_dependent_std, log_std_min, log_std_max)
+                         init_std, state_dependent_std, log_std_min, log_std_max)
         self.eps = eps
 
     def distribution(self, obs: torch.Tensor) -> TanhNormal:
@@ -269,9 +272,16 @@ class BetaPolicy(_BoxPolicy):
 
     def __init__(self, observation_space, action_space, hidden_sizes: Sequence[int] = (64, 64),
                  activation: str = "tanh", out_gain: float = 0.01, normalizer: ObsNormalizer | None = None,
-                 eps: float = 1e-6):
+                 eps: float = 1e-6, init_std: float = 0.5):
+        """init_std: the initial std in half-range units, as for the Gaussian heads (so that arms compare
+        like with like): α = β = (1/init_std² − 1)/2, which must exceed 1, so init_std < 1/√3."""
         super().__init__(observation_space, action_space, hidden_sizes, activation, out_gain, normalizer)
         self.eps = eps
+        concentration = (1.0 / init_std**2 - 1.0) / 2.0 if init_std > 0 else 0.0
+        if concentration <= 1.0:
+            raise ValueError(f"policy.init_std must be in (0, 1/√3 ≈ 0.577) for a Beta head, got {init_std}")
+        c = torch.tensor(concentration - 1.0)
+        nn.init.constant_(self.net[-1].bias, float(c + torch.log(-torch.expm1(-c))))  # softplus⁻¹(c − 1)
 
     def _head_dim(self, action_space: spaces.Box) -> int:
         return 2 * self.act_dim

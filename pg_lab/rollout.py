@@ -69,8 +69,14 @@ def collect(envs: VectorEnv, policy: Policy, num_steps: int, reset_seed: int,
         if should_stop():
             return None
         obs = np.asarray(obs, dtype=np.float32)
-        with torch.no_grad():
-            action = policy.act(torch.from_numpy(obs).to(device))
+        try:
+            with torch.no_grad():
+                action = policy.act(torch.from_numpy(obs).to(device))
+        except RuntimeError:  # e.g. a categorical head fed NaN: say whether the env caused it
+            if not np.isfinite(obs).all():
+                raise NonFiniteError(f"the environment returned a non-finite observation at batch step {t}: "
+                                     f"{obs.tolist()} (check the env, not the model)") from None
+            raise
         next_obs, reward, terminated, truncated, info = envs.step(policy.to_env(action))
         obs_buf.append(obs)
         act_buf.append(action)

@@ -24,11 +24,11 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from pg_lab.baselines import NoBaseline, ValueBaseline
-from pg_lab.config import ConfigError, Device, register_schema, validate
+from pg_lab.config import Config, ConfigError, Device, register_schema, validate
 from pg_lab.networks import ObsNormalizer
 from pg_lab.policies import UnsupportedActionSpace
 from pg_lab.reinforce import estimate, reinforce_update
@@ -200,6 +200,13 @@ class StopFlag:
             raise KeyboardInterrupt
         self.signum = signum
 
+    def hand_on(self) -> None:
+        """After our checkpoint, let the handler that was there before (submitit's, which re-queues the job
+        on pre-emption) have the signal too."""
+        previous = self.previous.get(self.signum)
+        if callable(previous):
+            previous(self.signum, None)
+
     def __call__(self) -> bool:
         return self.signum is not None
 
@@ -352,6 +359,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         wandb_run.finish(summary, exit_code=0 if status != "failed" else 1)
         learner.envs.close()
     if status == "interrupted":
+        stop.hand_on()
         sys.exit(128 + (stop.signum or signal.SIGTERM))
     return summary["final_return_mean"] if summary["final_return_mean"] is not None else float("nan")
 
@@ -378,6 +386,22 @@ def _read(path: Path) -> str | None:
     return path.read_text().strip() if path.exists() else None
 
 
+def resume_target(cfg: DictConfig, hc) -> tuple[DictConfig, Path]:
+    """`resume=DIR`: continue the run in DIR with the config it was started with (a `total_steps=` on
+    this command line may extend it)."""
+    run_dir = Path(cfg.resume).expanduser().resolve()
+    if not (run_dir / CHECKPOINT).is_file():
+        raise ConfigError(f"resume={cfg.resume}: no {CHECKPOINT} in {run_dir}: nothing to resume")
+    if not (run_dir / ".hydra" / "config.yaml").is_file():
+        raise ConfigError(f"resume={cfg.resume}: no .hydra/config.yaml in {run_dir}: not a pg-lab run directory")
+    saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    if any(o.startswith("total_steps=") for o in hc.overrides.task):
+        saved.total_steps = cfg.total_steps
+    saved.resume = None
+    log.info("resuming the run in %s", run_dir)
+    return OmegaConf.merge(OmegaConf.structured(Config), saved), run_dir
+
+
 register_schema()
 
 
@@ -385,6 +409,12 @@ register_schema()
 def main(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
+    if cfg.resume:
+        try:
+            cfg, run_dir = resume_target(cfg, hc)
+        except ConfigError as e:
+            print(f"pg-lab: error: {e}", file=sys.stderr)
+            sys.exit(2)
     if hc.mode == RunMode.MULTIRUN:
         # one job of a sweep: record the failure in its directory and let the others go on; the sweep's
         # report (pg_lab.sweeps) lists it and makes the sweep exit non-zero

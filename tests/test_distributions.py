@@ -37,7 +37,7 @@ def test_categorical_to_env_respects_the_space_start():
 
 
 def test_gaussian_log_prob_and_entropy_match_scipy():
-    policy, obs = make(GaussianPolicy, log_std_init=-0.3)
+    policy, obs = make(GaussianPolicy, init_std=math.exp(-0.3))
     dist = policy.distribution(obs)
     mean, std = dist.base_dist.loc.detach().numpy(), dist.base_dist.scale.detach().numpy()
     a = torch.randn(5, 2)
@@ -48,9 +48,9 @@ def test_gaussian_log_prob_and_entropy_match_scipy():
 
 
 def test_gaussian_log_std_is_clamped_and_state_dependent_option_works():
-    policy, obs = make(GaussianPolicy, log_std_init=5.0, log_std_max=1.0)
+    policy, obs = make(GaussianPolicy, init_std=math.exp(5.0), log_std_max=1.0)
     assert torch.allclose(policy.distribution(obs).base_dist.scale, torch.tensor(math.exp(1.0)))
-    policy, obs = make(GaussianPolicy, state_dependent_std=True, log_std_init=-1.0)
+    policy, obs = make(GaussianPolicy, state_dependent_std=True, init_std=math.exp(-1.0))
     scale = policy.distribution(obs).base_dist.scale
     assert not torch.allclose(scale[0], scale[1])  # depends on the state
     assert not hasattr(policy, "log_std")
@@ -129,3 +129,12 @@ def test_samples_stay_inside_the_bounds(cls):
         acts = policy.act(obs.repeat(2000, 1))
     env = policy.to_env(acts)
     assert (env >= BOX.low - 1e-6).all() and (env <= BOX.high + 1e-6).all()
+
+
+def test_beta_init_std_sets_the_initial_spread():
+    torch.manual_seed(0)
+    policy = BetaPolicy(OBS, BOX, hidden_sizes=(16,), init_std=0.2)
+    dist = policy.distribution(torch.randn(5, 3))
+    assert torch.allclose(dist.base_dist.concentration1, torch.tensor(12.0), atol=0.1)
+    # std of 2x - 1 (the half-range units) is 1 / sqrt(2c + 1) = 0.2
+    assert torch.allclose(2 * dist.base_dist.stddev, torch.tensor(0.2), atol=0.005)

@@ -45,13 +45,16 @@ class QuadrupedEnv(AntEnv):
                  healthy_z_range: tuple[float, float] = (0.15, 1.0), reset_noise_scale: float = 0.05,
                  main_body: int | str = 1, stand_pose: list[float] | None = None, **kwargs):
         path = resolve_path(xml_file) if xml_file else DEFAULT_XML
-        super().__init__(
-            xml_file=str(path), frame_skip=frame_skip, ctrl_cost_weight=ctrl_cost_weight,
-            contact_cost_weight=contact_cost_weight, healthy_reward=healthy_reward,
-            healthy_z_range=tuple(healthy_z_range), reset_noise_scale=reset_noise_scale, main_body=main_body,
-            include_cfrc_ext_in_observation=False, camera_name=kwargs.pop("camera_name", self._camera(path)),
-            default_camera_config=kwargs.pop("default_camera_config", {"distance": 2.5, "elevation": -20.0}),
-            **kwargs)
+        try:
+            super().__init__(
+                xml_file=str(path), frame_skip=frame_skip, ctrl_cost_weight=ctrl_cost_weight,
+                contact_cost_weight=contact_cost_weight, healthy_reward=healthy_reward,
+                healthy_z_range=tuple(healthy_z_range), reset_noise_scale=reset_noise_scale, main_body=main_body,
+                include_cfrc_ext_in_observation=False, camera_name=kwargs.pop("camera_name", self._camera(path)),
+                default_camera_config=kwargs.pop("default_camera_config", {"distance": 2.5, "elevation": -20.0}),
+                **kwargs)
+        except ValueError as e:  # MuJoCo's XML and compile errors
+            raise ValueError(f"env.kwargs.xml_file: MuJoCo cannot load {path}: {e}") from None
         if self.model.nu == 0:
             raise ValueError(f"env.kwargs.xml_file: {path} has no actuators")
         low, high = self.model.actuator_ctrlrange.T
