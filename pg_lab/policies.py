@@ -135,8 +135,8 @@ class _BoxPolicy(Policy):
 
 class GaussianPolicy(_BoxPolicy):
     """Diagonal Gaussian; samples are clipped to the bounds on the way to the env (Chou et al.'s
-    'Gaussian with clipping'). log σ (initially log init_std) is state-independent by default, clamped to [log_std_min, log_std_max].
-    On an unbounded Box the actions are used as they are."""
+    'Gaussian with clipping'). log σ (initially log init_std) is state-independent by default, clamped to
+    [log_std_min, log_std_max]. On an unbounded Box the actions are used as they are."""
 
     name = "gaussian"
     needs_bounds = False
