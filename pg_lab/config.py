@@ -60,6 +60,9 @@ class AlgoConfig:
     max_grad_norm: float | None = 0.5
     anneal_lr: bool = False  # linear decay of every learning rate to 0 at total_steps
     debug: bool = False      # anomaly detection and distribution argument validation (slow)
+    # > 0: log grad_var and grad_snr of the policy gradient from this many per-chunk gradients (costs
+    # that many extra backward passes per update)
+    grad_variance_chunks: int = 0
 
 
 @dataclass
@@ -118,6 +121,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"algo.gamma must be in (0, 1], got {algo.gamma}")
     if algo.num_steps <= 0:
         raise ConfigError(f"algo.num_steps must be positive, got {algo.num_steps}")
+    if algo.grad_variance_chunks < 0 or algo.grad_variance_chunks == 1:
+        raise ConfigError(f"algo.grad_variance_chunks must be 0 (off) or >= 2, got {algo.grad_variance_chunks}")
     if algo.ent_coef < 0:
         raise ConfigError(f"algo.ent_coef must be >= 0, got {algo.ent_coef}")
     if algo.max_grad_norm is not None and algo.max_grad_norm <= 0:

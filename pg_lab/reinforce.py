@@ -14,7 +14,7 @@ import torch
 from pg_lab.baselines import Estimates, NoBaseline
 from pg_lab.config import Estimator, Reduction
 from pg_lab.policies import Policy
-from pg_lab.returns import reward_to_go, trajectory_returns
+from pg_lab.returns import episode_starts, reward_to_go, trajectory_returns
 from pg_lab.rollout import Batch, NonFiniteError
 
 
@@ -52,9 +52,40 @@ def policy_loss(log_prob: torch.Tensor, advantage: torch.Tensor, reduction: Redu
     return -(advantage * log_prob).mean()
 
 
+def episode_ids(ends: np.ndarray) -> np.ndarray:
+    """A distinct integer for every episode of a [T, N] batch (per step)."""
+    starts = episode_starts(ends)
+    return np.cumsum(starts, axis=0) + np.arange(ends.shape[1]) * (ends.shape[0] + 1)
+
+
+def gradient_variance(policy: Policy, log_prob: torch.Tensor, advantage: torch.Tensor, episode: np.ndarray,
+                      chunks: int) -> dict[str, float]:
+    """Variance and signal-to-noise ratio of the policy-gradient estimate, from per-chunk gradients.
+
+    Episodes (independent samples; steps within one are not) are dealt into `chunks` chunks; g_j is the
+    gradient of −mean(A · log π) over chunk j. The variance of their mean, Σ_params var_j(g_j) / k, estimates
+    the trace of the covariance of the batch gradient; SNR = ‖mean_j g_j‖² / that variance."""
+    params = [p for p in policy.parameters() if p.requires_grad]
+    uniq = np.unique(episode)
+    k = min(chunks, len(uniq))
+    if k < 2:
+        return {}
+    chunk = torch.as_tensor(np.searchsorted(uniq, episode) % k, device=log_prob.device)
+    grads = []
+    for j in range(k):
+        mask = chunk == j
+        g = torch.autograd.grad(-(advantage[mask] * log_prob[mask]).mean(), params, retain_graph=True,
+                                allow_unused=True)
+        grads.append(torch.cat([(x if x is not None else torch.zeros_like(p)).flatten() for x, p in zip(g, params)]))
+    g = torch.stack(grads)
+    variance = g.var(0, unbiased=True).sum() / k
+    return {"grad_var": variance.item(), "grad_snr": (g.mean(0).pow(2).sum() / variance).item()}
+
+
 def reinforce_update(policy: Policy, optimizer: torch.optim.Optimizer, batch: Batch, advantages: np.ndarray,
                      *, reduction: Reduction, normalize_advantage: bool, ent_coef: float,
-                     max_grad_norm: float | None, num_episodes: int, device: torch.device) -> dict[str, float]:
+                     max_grad_norm: float | None, num_episodes: int, device: torch.device,
+                     grad_variance_chunks: int = 0) -> dict[str, float]:
     valid = batch.valid.reshape(-1)
     obs = torch.from_numpy(batch.obs.reshape(-1, batch.obs.shape[-1])[valid]).to(device)
     actions = batch.actions.reshape(-1, *batch.actions.shape[2:])[torch.from_numpy(valid).to(batch.actions.device)]
@@ -71,6 +102,10 @@ def reinforce_update(policy: Policy, optimizer: torch.optim.Optimizer, batch: Ba
                              f"{bool(torch.isfinite(log_prob).all())}, advantage finite="
                              f"{bool(torch.isfinite(advantage).all())} (the model, not the env)")
 
+    diagnostics = {}
+    if grad_variance_chunks:
+        diagnostics = gradient_variance(policy, log_prob, advantage, episode_ids(batch.ends).reshape(-1)[valid],
+                                        grad_variance_chunks)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     params = [p for p in policy.parameters() if p.grad is not None]
@@ -82,4 +117,4 @@ def reinforce_update(policy: Policy, optimizer: torch.optim.Optimizer, batch: Ba
     bad = [n for n, p in policy.named_parameters() if not torch.isfinite(p).all()]
     if bad:
         raise NonFiniteError(f"non-finite policy parameters after the update: {bad} (the model, not the env)")
-    return {"policy_loss": loss.item(), "entropy": entropy.item(), "grad_norm": grad_norm.item()}
+    return {"policy_loss": loss.item(), "entropy": entropy.item(), "grad_norm": grad_norm.item(), **diagnostics}

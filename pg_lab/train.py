@@ -373,7 +373,7 @@ def update(cfg: DictConfig, learner: Learner, batch) -> dict[str, float]:
     metrics = reinforce_update(
         learner.policy, learner.optimizer, batch, advantages, reduction=algo.reduction,
         normalize_advantage=algo.normalize_advantage, ent_coef=algo.ent_coef, max_grad_norm=algo.max_grad_norm,
-        num_episodes=num_episodes, device=learner.device)
+        num_episodes=num_episodes, device=learner.device, grad_variance_chunks=algo.grad_variance_chunks)
     obs = torch.from_numpy(batch.obs).to(learner.device)
     metrics.update(learner.baseline.update(obs, est, advantages))
     learner.normalizer.update(obs.reshape(-1, obs.shape[-1])[torch.from_numpy(batch.valid.reshape(-1))])

@@ -120,3 +120,26 @@ def test_mean_reduction_is_the_sum_estimate_over_episode_length():
         out.append(reinforce_estimates(policy, envs, NoBaseline(), 1.0, Estimator.trajectory, reduction)[:3])
     assert np.allclose(out[1], out[0] / TabularMDP.HORIZON, atol=1e-6)
     envs.close()
+
+
+def test_gradient_variance_matches_per_sample_gradients():
+    """With one episode per chunk, the estimate is the textbook one: Σ var(per-episode gradients) / n."""
+    from pg_lab.reinforce import gradient_variance
+    envs = make_vector_env("pg_lab_test/Tabular-v0", num_envs=1)
+    policy = tabular_policy(envs)
+    torch.manual_seed(0)
+    obs = torch.eye(2)[torch.randint(0, 2, (6,))]
+    actions = torch.randint(0, 2, (6,))
+    advantage = torch.randn(6)
+    log_prob = policy.distribution(obs).log_prob(actions)
+    out = gradient_variance(policy, log_prob, advantage, np.arange(6), chunks=6)
+    per_sample = []
+    for i in range(6):
+        policy.zero_grad()
+        (-(advantage[i] * policy.distribution(obs[i:i + 1]).log_prob(actions[i:i + 1]))).sum().backward()
+        per_sample.append(torch.cat([p.grad.flatten() for p in policy.parameters()]).clone())
+    g = torch.stack(per_sample)
+    expected = g.var(0, unbiased=True).sum().item() / 6
+    assert out["grad_var"] == pytest.approx(expected, rel=1e-5)
+    assert out["grad_snr"] == pytest.approx(g.mean(0).pow(2).sum().item() / expected, rel=1e-5)
+    envs.close()
