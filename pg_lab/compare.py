@@ -141,7 +141,7 @@ def plot_task(task: str, grid: np.ndarray, curves: dict[str, np.ndarray], out: P
         line, = ax.plot(grid, mean, label=f"{name} (n={len(c)})")
         if len(c) > 1:
             ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.set_title(f"{task}: mean return of the last 20 episodes, 95% bootstrap CI")
+    ax.set_title(f"{task}\nmean return of the last 20 training episodes, 95% bootstrap CI", fontsize=10)
     ax.set_xlabel("environment steps")
     ax.set_ylabel("return")
     ax.grid(alpha=0.3)

@@ -1,0 +1,188 @@
+"""Throughput benchmark: training steps/s against raw env stepping of the same task, in one run.
+
+    python scripts/bench_throughput.py                         # half_cheetah hopper quadruped, defaults
+    python scripts/bench_throughput.py --envs hopper --steps 60000 -- env.num_envs=8
+    python scripts/bench_throughput.py --sb3                   # + Stable-Baselines3 side by side
+
+For each env config it measures, in this order: raw stepping of one env with random actions, raw stepping
+of the vector env that training uses (same num_envs and vectorisation), a `pg-lab` training run with the
+default settings (plus any overrides after `--`), and raw single-env stepping again. The figure is
+training steps/s ÷ the mean of the two raw single-env measurements (the one-core simulator ceiling).
+
+With --sb3 (`pip install -e '.[bench]'`) it also runs Stable-Baselines3 PPO and A2C with the RL Zoo's
+hyperparameters: on CartPole-v1 the wall-clock time to a mean return >= 475 over the last 20 episodes
+(median over seeds, pg_lab's default config beside it), and steps/s on HalfCheetah-v5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+import pg_lab  # noqa: F401  (registers the quadruped)
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_IDS = {"half_cheetah": "HalfCheetah-v5", "hopper": "Hopper-v5", "quadruped": "pg_lab/Quadruped-v0",
+              "walker2d": "Walker2d-v5", "ant": "Ant-v5", "inverted_pendulum": "InvertedPendulum-v5",
+              "cartpole": "CartPole-v1"}
+
+
+def raw_single(env_id: str, n: int = 20000) -> float:
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    t = time.perf_counter()
+    for _ in range(n):
+        _, _, term, trunc, _ = env.step(env.action_space.sample())
+        if term or trunc:
+            env.reset()
+    sps = n / (time.perf_counter() - t)
+    env.close()
+    return sps
+
+
+def raw_vector(env_cfg: str, overrides: list[str], n: int = 20000) -> float:
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from pg_lab.config import register_schema
+    from pg_lab.train import CONF_DIR
+    register_schema()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=[f"env={env_cfg}", *overrides])
+    envs = instantiate(cfg.env)
+    envs.reset(seed=0)
+    envs.action_space.seed(0)
+    steps, t = 0, time.perf_counter()
+    while steps < n:
+        envs.step(envs.action_space.sample())
+        steps += envs.num_envs
+    sps = steps / (time.perf_counter() - t)
+    envs.close()
+    return sps
+
+
+def pg_lab_run(overrides: list[str], run_dir: Path) -> tuple[dict, list[dict]]:
+    cmd = [sys.executable, "-m", "pg_lab", *overrides, "wandb.mode=disabled", "progress_bar=false",
+           f"hydra.run.dir={run_dir}"]
+    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return json.loads((run_dir / "summary.json").read_text()), rows
+
+
+def throughput(envs: list[str], steps: int, overrides: list[str]) -> list[dict]:
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in envs:
+            env_id = CONFIG_IDS[name]
+            before = raw_single(env_id)
+            vector = raw_vector(name, overrides)
+            summary, _ = pg_lab_run([f"env={name}", f"total_steps={steps}", "seed=0", *overrides], Path(tmp) / name)
+            after = raw_single(env_id)
+            raw = (before + after) / 2
+            results.append({"env": name, "raw_single": raw, "raw_vector": vector, "train": summary["steps_per_s"],
+                            "ratio": summary["steps_per_s"] / raw})
+            r = results[-1]
+            print(f"{name:18s} raw 1 env {raw:8.0f}/s  raw vector {vector:8.0f}/s  training {r['train']:8.0f}/s  "
+                  f"training/raw {r['ratio']:.3f}", flush=True)
+    return results
+
+
+# ------------------------------------------------------------------------------ Stable-Baselines3 peers
+
+def sb3_time_to_475(algo: str, seed: int, max_steps: int) -> tuple[float | None, int | None]:
+    from stable_baselines3 import A2C, PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+
+    class Solved(BaseCallback):
+        def __init__(self):
+            super().__init__()
+            self.start, self.time, self.steps = time.perf_counter(), None, None
+
+        def _on_step(self) -> bool:
+            buf = self.model.ep_info_buffer
+            if len(buf) >= 20 and np.mean([e["r"] for e in list(buf)[-20:]]) >= 475:
+                self.time, self.steps = time.perf_counter() - self.start, self.num_timesteps
+                return False
+            return True
+
+    env = make_vec_env("CartPole-v1", n_envs=8, seed=seed)
+    if algo == "ppo":  # rl-zoo3 hyperparams/ppo.yml, CartPole-v1
+        model = PPO("MlpPolicy", env, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
+                    ent_coef=0.0, learning_rate=lambda f: 1e-3 * f, clip_range=lambda f: 0.2 * f, seed=seed,
+                    device="cpu")
+    else:  # rl-zoo3 hyperparams/a2c.yml, CartPole-v1
+        model = A2C("MlpPolicy", env, ent_coef=0.0, seed=seed, device="cpu")
+    cb = Solved()
+    model.learn(max_steps, callback=cb)
+    return cb.time, cb.steps
+
+
+def pg_lab_time_to_475(seed: int, tmp: Path) -> tuple[float | None, int | None]:
+    _, rows = pg_lab_run(["env=cartpole", f"seed={seed}", "total_steps=100000"], tmp / f"cartpole{seed}")
+    hit = next((r for r in rows if (r["return_recent_mean"] or 0) >= 475), None)
+    return (hit["time_s"], hit["step"]) if hit else (None, None)
+
+
+def sb3_steps_per_s(algo: str, steps: int) -> float:
+    from stable_baselines3 import A2C, PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+    if algo == "ppo":  # rl-zoo3 hyperparams/ppo.yml, HalfCheetah-v4 (run on v5)
+        env = VecNormalize(make_vec_env("HalfCheetah-v5", n_envs=1, seed=0), gamma=0.98)
+        model = PPO("MlpPolicy", env, batch_size=64, n_steps=512, gamma=0.98, learning_rate=2.0633e-05,
+                    ent_coef=0.000401762, clip_range=0.1, n_epochs=20, gae_lambda=0.92, max_grad_norm=0.8,
+                    vf_coef=0.58096, seed=0, device="cpu")
+    else:  # rl-zoo3 hyperparams/a2c.yml, HalfCheetah-v4 (run on v5)
+        env = VecNormalize(make_vec_env("HalfCheetah-v5", n_envs=4, seed=0), gamma=0.99)
+        model = A2C("MlpPolicy", env, seed=0, device="cpu", ent_coef=0.0, max_grad_norm=0.5, n_steps=8,
+                    gae_lambda=0.9, vf_coef=0.4, use_rms_prop=True, normalize_advantage=False, learning_rate=3e-4)
+    t = time.perf_counter()
+    model.learn(steps)
+    return steps / (time.perf_counter() - t)
+
+
+def peers(seeds: int, hc_steps: int) -> None:
+    import torch
+    torch.set_num_threads(1)  # as pg_lab's rollouts; SB3 would otherwise use every core
+    with tempfile.TemporaryDirectory() as tmp:
+        table = {"pg_lab (default)": [pg_lab_time_to_475(s, Path(tmp)) for s in range(seeds)]}
+        table["SB3 PPO (zoo)"] = [sb3_time_to_475("ppo", s, 200_000) for s in range(seeds)]
+        table["SB3 A2C (zoo)"] = [sb3_time_to_475("a2c", s, 300_000) for s in range(seeds)]
+    print("\nCartPole-v1: wall-clock seconds (and env steps) to a mean return >= 475 over the last 20 episodes")
+    for name, runs in table.items():
+        times = [t for t, _ in runs if t is not None]
+        med = f"{statistics.median(times):6.1f} s" if len(times) == len(runs) else "not always reached"
+        print(f"  {name:18s} median {med}   per seed: " +
+              ", ".join(f"{t:.1f}s/{n}" if t is not None else "-" for t, n in runs))
+    with tempfile.TemporaryDirectory() as tmp:
+        ours, _ = pg_lab_run(["env=half_cheetah", f"total_steps={hc_steps}", "seed=0"], Path(tmp) / "hc")
+    print(f"\nHalfCheetah-v5 steps/s over {hc_steps} steps: pg_lab {ours['steps_per_s']:.0f}, "
+          f"SB3 PPO {sb3_steps_per_s('ppo', hc_steps):.0f}, SB3 A2C {sb3_steps_per_s('a2c', hc_steps):.0f}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--envs", nargs="+", default=["half_cheetah", "hopper", "quadruped"], choices=sorted(CONFIG_IDS))
+    p.add_argument("--steps", type=int, default=100_000, help="training steps per env")
+    p.add_argument("--sb3", action="store_true", help="also run the Stable-Baselines3 comparison")
+    p.add_argument("--seeds", type=int, default=3, help="seeds of the CartPole time-to-solve comparison")
+    p.add_argument("overrides", nargs="*", help="pg-lab overrides for every training run (after --)")
+    args = p.parse_args()
+    throughput(args.envs, args.steps, args.overrides)
+    if args.sb3:
+        peers(args.seeds, args.steps)
+
+
+if __name__ == "__main__":
+    main()
