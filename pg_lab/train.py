@@ -279,11 +279,12 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         progress.wall_time_s = wall_at_start + time.perf_counter() - started
         save_checkpoint(ckpt_path, state_dict(learner, progress, rng, getattr(wandb_run, "run_id", wandb_id)))
 
+    rng = capture_rng()
     try:
         while progress.step < cfg.total_steps:
+            rng = capture_rng()  # the RNG state at this batch boundary: what an interrupted run saves
             if stop():
                 raise Interrupted
-            rng = capture_rng()
             if cfg.algo.anneal_lr:
                 frac = 1.0 - progress.step / cfg.total_steps
                 for opt, lrs in zip(learner.optimizers, base_lrs):
