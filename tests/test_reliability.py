@@ -86,6 +86,9 @@ def test_sigterm_checkpoints_and_says_interrupted_then_resumes(tmp_path):
     assert load_checkpoint(run / "checkpoint.pt")["progress"]["step"] == summary["total_steps"]
     subprocess.run([PG_LAB, *ARGS, f"hydra.run.dir={run}"], check=True, capture_output=True, timeout=300)
     assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+    straight = tmp_path / "straight"
+    subprocess.run([PG_LAB, *ARGS, f"hydra.run.dir={straight}"], check=True, capture_output=True, timeout=300)
+    assert max_diff(straight / "checkpoint.pt", run / "checkpoint.pt") == 0.0
 
 
 def test_resume_option_continues_a_run_dir(tmp_path):
@@ -238,6 +241,12 @@ def test_device_cuda_without_a_gpu_is_refused(tmp_path, train_in_process):
         pytest.skip("this machine has a GPU")
     with pytest.raises(ConfigError, match="device=cuda"):
         train_in_process("device=cuda", run_dir=tmp_path / "run")
+
+
+def test_device_auto_picks_what_exists():
+    from pg_lab.train import resolve_device
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu").type == "cpu"
 
 
 def test_resume_without_a_checkpoint_and_a_corrupt_checkpoint_are_refused(tmp_path):
