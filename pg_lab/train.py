@@ -14,8 +14,7 @@ import signal
 import sys
 import time
 import traceback
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -23,15 +22,22 @@ import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 
-from pg_lab.baselines import NoBaseline, ValueBaseline
-from pg_lab.config import Config, ConfigError, Device, register_schema, validate
-from pg_lab.networks import ObsNormalizer
-from pg_lab.policies import UnsupportedActionSpace
+from pg_lab.config import ConfigError, register_schema, validate
+from pg_lab.learner import Learner, Progress, build, resolve_device  # noqa: F401  (resolve_device: public here)
 from pg_lab.reinforce import estimate, reinforce_update
+from pg_lab.resume import (
+    Interrupted,
+    StopFlag,
+    batch_seed,
+    capture_rng,
+    load_state,
+    restore_rng,
+    resume_target,
+    state_dict,
+)
 from pg_lab.returns import episode_stats
 from pg_lab.rollout import collect
 from pg_lab.runlog import (
@@ -47,45 +53,6 @@ from pg_lab.runlog import (
 
 log = logging.getLogger("pg_lab")
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-RECENT_EPISODES = 20  # final_return_mean averages the returns of this many last episodes
-
-
-@dataclass
-class Learner:
-    """Everything that is built from the config and trained."""
-    envs: object
-    policy: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    baseline: NoBaseline
-    normalizer: ObsNormalizer
-    device: torch.device
-
-    @property
-    def optimizers(self) -> list[torch.optim.Optimizer]:
-        critic_opt = getattr(self.baseline, "optimizer", None)
-        return [self.optimizer] + ([critic_opt] if critic_opt is not None else [])
-
-
-@dataclass
-class Progress:
-    step: int = 0            # env steps so far
-    update: int = 0
-    wall_time_s: float = 0.0
-    episodes: int = 0
-    recent_returns: deque = field(default_factory=lambda: deque(maxlen=RECENT_EPISODES))
-
-
-class Interrupted(Exception):
-    """A signal asked the run to stop; it stops at a batch boundary with a checkpoint."""
-
-
-def resolve_device(device: Device | str) -> torch.device:
-    name = device.value if isinstance(device, Device) else str(device)
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda but torch sees no CUDA device: use device=cpu or device=auto")
-    return torch.device(name)
 
 
 def update_threads(cfg: DictConfig) -> int:
@@ -105,115 +72,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def batch_seed(seed: int, update: int) -> int:
-    """The reset seed of each batch, derived from (seed, update) so that a resume reproduces it."""
-    return int(np.random.SeedSequence([seed, update]).generate_state(1)[0])
-
-
-def build(cfg: DictConfig, env_choice: str) -> Learner:
-    """Build env, policy, baseline and optimizer; any impossible choice raises ConfigError here,
-    before the first env step."""
-    device = resolve_device(cfg.device)
-    try:
-        envs = instantiate(cfg.env)
-    except Exception as e:  # noqa: BLE001 - gymnasium raises several kinds for a bad id or kwargs
-        raise ConfigError(f"env={env_choice}: cannot make env.id={cfg.env.get('id')!r}: {e}") from None
-    envs.action_space.seed(cfg.seed)  # pg_lab never samples from it, but a user's wrapper might
-    obs_space, act_space = envs.single_observation_space, envs.single_action_space
-    if len(obs_space.shape) != 1:
-        raise ConfigError(f"env={env_choice}: pg_lab's MLP policies need flat observations, got {obs_space}")
-    policy_cls = hydra.utils.get_class(cfg.policy._target_)
-    try:
-        policy_cls.check_space(act_space)
-    except UnsupportedActionSpace as e:
-        raise ConfigError(f"{e} (env={env_choice}, {cfg.env.id})") from None
-    normalizer = ObsNormalizer(obs_space.shape, enabled=cfg.algo.normalize_obs)
-    try:
-        policy = instantiate(cfg.policy, observation_space=obs_space, action_space=act_space,
-                             normalizer=normalizer).to(device)
-        make_optimizer = instantiate(cfg.optimizer)
-        optimizer = make_optimizer(policy.parameters())
-        baseline_kwargs = {}
-        if issubclass(hydra.utils.get_class(cfg.baseline._target_), ValueBaseline):
-            baseline_kwargs = {"obs_dim": obs_space.shape[0], "normalizer": normalizer,
-                               "optimizer": make_optimizer, "device": device}
-        baseline = instantiate(cfg.baseline, **baseline_kwargs)
-    except Exception as e:  # noqa: BLE001 - hydra wraps constructor errors; show the cause
-        cause = e.__cause__ or e
-        raise ConfigError(f"cannot build the learner: {cause}") from None
-    return Learner(envs, policy, optimizer, baseline, normalizer.to(device), device)
-
-
-def state_dict(learner: Learner, progress: Progress, rng: dict, wandb_id: str | None) -> dict:
-    return {
-        "policy": learner.policy.state_dict(),
-        "optimizer": learner.optimizer.state_dict(),
-        "baseline": learner.baseline.state_dict(),
-        "normalizer": learner.normalizer.state_dict(),
-        "progress": {"step": progress.step, "update": progress.update, "wall_time_s": progress.wall_time_s,
-                     "episodes": progress.episodes, "recent_returns": list(progress.recent_returns)},
-        "rng": rng,
-        "wandb_run_id": wandb_id,
-    }
-
-
-def capture_rng() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-
-
-def restore_rng(rng: dict) -> None:
-    torch.set_rng_state(rng["torch"])
-    np.random.set_state(rng["numpy"])
-    random.setstate(rng["python"])
-
-
-def load_state(learner: Learner, progress: Progress, ckpt: dict) -> None:
-    learner.policy.load_state_dict(ckpt["policy"])
-    learner.optimizer.load_state_dict(ckpt["optimizer"])
-    learner.baseline.load_state_dict(ckpt["baseline"])
-    learner.normalizer.load_state_dict(ckpt["normalizer"])
-    p = ckpt["progress"]
-    progress.step, progress.update, progress.wall_time_s = p["step"], p["update"], p["wall_time_s"]
-    progress.episodes = p["episodes"]
-    progress.recent_returns.extend(p["recent_returns"])
-    restore_rng(ckpt["rng"])
-
-
-class StopFlag:
-    """SIGINT/SIGTERM/SIGUSR2 (submitit's pre-emption) set a flag that the loop checks; a second SIGINT
-    stops at once."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
-
-    def __init__(self):
-        self.signum: int | None = None
-        self.previous = {}
-        for s in self.SIGNALS:
-            try:
-                self.previous[s] = signal.signal(s, self._handle)
-            except ValueError:  # not the main thread (e.g. a thread-based launcher): leave signals alone
-                pass
-
-    def _handle(self, signum, frame):
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def hand_on(self) -> None:
-        """After our checkpoint, let the handler that was there before (submitit's, which re-queues the job
-        on pre-emption) have the signal too."""
-        previous = self.previous.get(self.signum)
-        if callable(previous):
-            previous(self.signum, None)
-
-    def __call__(self) -> bool:
-        return self.signum is not None
-
-    def restore(self) -> None:
-        for s, h in self.previous.items():
-            signal.signal(s, h)
 
 
 @dataclass
@@ -386,22 +244,6 @@ def update(cfg: DictConfig, learner: Learner, batch) -> dict[str, float]:
 
 def _read(path: Path) -> str | None:
     return path.read_text().strip() if path.exists() else None
-
-
-def resume_target(cfg: DictConfig, hc) -> tuple[DictConfig, Path]:
-    """`resume=DIR`: continue the run in DIR with the config it was started with (a `total_steps=` on
-    this command line may extend it)."""
-    run_dir = Path(cfg.resume).expanduser().resolve()
-    if not (run_dir / CHECKPOINT).is_file():
-        raise ConfigError(f"resume={cfg.resume}: no {CHECKPOINT} in {run_dir}: nothing to resume")
-    if not (run_dir / ".hydra" / "config.yaml").is_file():
-        raise ConfigError(f"resume={cfg.resume}: no .hydra/config.yaml in {run_dir}: not a pg-lab run directory")
-    saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    if any(o.startswith("total_steps=") for o in hc.overrides.task):
-        saved.total_steps = cfg.total_steps
-    saved.resume = None
-    log.info("resuming the run in %s", run_dir)
-    return OmegaConf.merge(OmegaConf.structured(Config), saved), run_dir
 
 
 register_schema()

@@ -14,8 +14,10 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from pg_lab.config import register_schema
+from pg_lab.learner import Progress, build
+from pg_lab.resume import capture_rng, state_dict
 from pg_lab.runlog import save_checkpoint
-from pg_lab.train import CONF_DIR, Progress, build, capture_rng, state_dict
+from pg_lab.train import CONF_DIR
 
 
 def main() -> None:
