@@ -42,6 +42,7 @@ class Run:
     values: np.ndarray
     final: float | None
     total_steps: int
+    extras: dict = field(default_factory=dict)  # per-update diagnostics, as their median over the run
 
 
 @dataclass
@@ -55,7 +56,8 @@ def _overrides(run_dir: Path) -> list[str]:
     return yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
 
 
-def load_runs(roots: list[Path], metric: str = METRIC) -> tuple[list[Run], list[tuple[Path, str]]]:
+def load_runs(roots: list[Path], metric: str = METRIC,
+              extras: tuple[str, ...] = ()) -> tuple[list[Run], list[tuple[Path, str]]]:
     """Every run directory under `roots`; also returns (dir, reason) for those that cannot be used."""
     runs, skipped = [], []
     for root in roots:
@@ -84,9 +86,13 @@ def load_runs(roots: list[Path], metric: str = METRIC) -> tuple[list[Run], list[
                 skipped.append((run_dir, f"status {status}" + ("" if points else ", no learning curve")))
                 continue
             steps, values = map(np.asarray, zip(*points))
+            medians = {}
+            for name in extras:
+                seen = [r[name] for r in rows if r.get(name) is not None]
+                medians[name] = float(np.median(seen)) if seen else np.nan
             runs.append(Run(run_dir, cfg["env"]["id"], ",".join(sorted(kept)) or "default", int(cfg["seed"]),
                             status, steps.astype(float), values.astype(float), summary.get("final_return_mean"),
-                            int(summary.get("total_steps", steps[-1]))))
+                            int(summary.get("total_steps", steps[-1])), medians))
     return runs, skipped
 
 
@@ -151,15 +157,15 @@ def plot_task(task: str, grid: np.ndarray, curves: dict[str, np.ndarray], out: P
     plt.close(fig)
 
 
-def fmt(mean: float, lo: float, hi: float) -> str:
+def fmt(mean: float, lo: float, hi: float, spec: str = ".1f") -> str:
     if np.isnan(lo):
-        return f"{mean:.1f} (no CI: one seed)"
-    return f"{mean:.1f} [{lo:.1f}, {hi:.1f}]"
+        return f"{mean:{spec}} (no CI)"
+    return f"{mean:{spec}} [{lo:{spec}}, {hi:{spec}}]"
 
 
 def compare(roots: list[Path], out: Path, contrast: str | None = None, points: int = 100,
-            command: str | None = None, title: str = "Comparison") -> dict:
-    runs, skipped = load_runs(roots)
+            command: str | None = None, title: str = "Comparison", extras: tuple[str, ...] = ()) -> dict:
+    runs, skipped = load_runs(roots, extras=extras)
     if not runs:
         raise SystemExit(f"no finished runs with learning curves under {', '.join(map(str, roots))}")
     out.mkdir(parents=True, exist_ok=True)
@@ -182,6 +188,10 @@ def compare(roots: list[Path], out: Path, contrast: str | None = None, points: i
                           "seed_list": " ".join(str(r.seed) for r in sorted(g.runs, key=lambda r: r.seed)),
                           "final_mean": final.mean(), "final_lo": flo, "final_hi": fhi,
                           "auc_mean": auc.mean(), "auc_lo": alo, "auc_hi": ahi, "steps": int(grid[-1])})
+            for name in extras:
+                per_seed = np.array([r.extras[name] for r in g.runs])
+                lo, hi = bootstrap_ci(per_seed)
+                table[-1].update({f"{name}_mean": per_seed.mean(), f"{name}_lo": lo, f"{name}_hi": hi})
         if contrast:
             by_value: dict[str, Group] = {}
             for g in groups:
@@ -218,12 +228,15 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def _table_md(table: list[dict]) -> str:
-    lines = ["| task | group | seeds | final return, mean [95% CI] | area under curve, mean [95% CI] |",
-             "|---|---|---|---|---|"]
+    extras = [k[:-5] for k in table[0] if k.endswith("_mean") and k not in ("final_mean", "auc_mean")]
+    lines = ["| task | group | seeds | final return, mean [95% CI] | area under curve, mean [95% CI] |"
+             + "".join(f" {e} (median over updates), mean [95% CI] |" for e in extras),
+             "|---|---|---|---|---|" + "---|" * len(extras)]
     for r in table:
         lines.append(f"| {r['task']} | {r['group']} | {r['seeds']} ({r['seed_list']}) | "
                      f"{fmt(r['final_mean'], r['final_lo'], r['final_hi'])} | "
-                     f"{fmt(r['auc_mean'], r['auc_lo'], r['auc_hi'])} |")
+                     f"{fmt(r['auc_mean'], r['auc_lo'], r['auc_hi'])} |"
+                     + "".join(f" {fmt(r[e + '_mean'], r[e + '_lo'], r[e + '_hi'], '.3g')} |" for e in extras))
     return "\n".join(lines) + "\n"
 
 
@@ -259,9 +272,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--contrast", default=None, help="the override to contrast pairwise, e.g. policy")
     p.add_argument("--points", type=int, default=100, help="points of the common step grid")
     p.add_argument("--title", default="Comparison")
+    p.add_argument("--metrics", nargs="*", default=[], help="per-update diagnostics to tabulate, e.g. grad_var")
     args = p.parse_args(argv)
     command = "pg-lab-compare " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    result = compare(args.dirs, args.out, args.contrast, args.points, command, args.title)
+    result = compare(args.dirs, args.out, args.contrast, args.points, command, args.title, tuple(args.metrics))
     print(_table_md(result["table"]))
     for d, why in result["skipped"]:
         print(f"left out: {d} ({why})")

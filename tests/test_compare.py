@@ -89,3 +89,16 @@ def test_probability_of_improvement():
 def test_command_line(sweep, tmp_path, capsys):
     main([str(sweep), "--out", str(tmp_path / "cli"), "--contrast", "policy"])
     assert "policy=beta" in capsys.readouterr().out and (tmp_path / "cli" / "report.md").exists()
+
+
+def test_per_update_diagnostics_are_tabulated(tmp_path):
+    root = tmp_path / "sweep"
+    for seed in range(3):
+        d = fake_run(root, "Task-v0", "beta", seed, 10.0)
+        lines = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+        for i, line in enumerate(lines):
+            line["grad_var"] = float(i) + seed  # median over the 10 updates: 4.5 + seed
+        (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (row,) = compare([root], tmp_path / "out", extras=("grad_var",))["table"]
+    assert row["grad_var_mean"] == pytest.approx(5.5)
+    assert "grad_var (median over updates)" in (tmp_path / "out" / "report.md").read_text()
