@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import signal
 import sys
@@ -55,19 +54,6 @@ log = logging.getLogger("pg_lab")
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
-def update_threads(cfg: DictConfig) -> int:
-    """Threads for the update phase: cfg.torch_threads, or the usable cores shared among parallel jobs."""
-    if cfg.torch_threads is not None:
-        return cfg.torch_threads
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    hc = HydraConfig.get()
-    parallel = 1
-    if hc.mode == RunMode.MULTIRUN and "n_jobs" in hc.launcher:
-        n_jobs = hc.launcher.n_jobs
-        parallel = cores if n_jobs is None or n_jobs < 0 else n_jobs
-    return max(1, min(cores // parallel, 8))
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -112,7 +98,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         return previous.get("final_return_mean") or float("nan")
     ckpt = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
 
-    threads = update_threads(cfg)
+    threads = cfg.torch_threads
     torch.autograd.set_detect_anomaly(cfg.algo.debug)
     torch.distributions.Distribution.set_default_validate_args(cfg.algo.debug)
     seed_everything(cfg.seed)

@@ -84,7 +84,7 @@ def main() -> None:
     args = p.parse_args()
     jobs = [(t, s) for t in args.tasks for s in range(args.seeds)]
     with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda ts: run(ts[0], ts[1], args.overrides + ["torch_threads=1"]), jobs))
+        results = list(pool.map(lambda ts: run(ts[0], ts[1], args.overrides), jobs))
     table = report(results, args.tasks)
     command = "python scripts/bench_learning.py " + " ".join(sys.argv[1:])
     print(table)
