@@ -26,10 +26,10 @@ TASKS = {  # overrides, budget, target (what, threshold), anchors
                  ["CleanRL PPO, 500k steps: 490 ± 6", "SB3 zoo PPO, 100k steps: 500"]),
     "inverted_pendulum": (["env=inverted_pendulum", "baseline=gae"], 300_000, ("mean final return", 950, "final"),
                           ["Tianshou REINFORCE (no critic), 3M steps, max test return: 999 ± 2"]),
-    "half_cheetah": (["env=half_cheetah", "baseline=gae"], 1_000_000, ("mean final return", 1500, "final"),
+    "half_cheetah": (["env=half_cheetah", "experiment=efficient_mujoco"], 1_000_000, ("mean final return", 1500, "final"),
                      ["Spinning Up VPG, 3M: 632 ± 337", "Tianshou REINFORCE, 3M, max test: 884 ± 41",
                       "CleanRL PPO, 1M: 1443 ± 46"]),
-    "hopper": (["env=hopper", "baseline=gae"], 1_000_000, ("mean final return", 1000, "final"),
+    "hopper": (["env=hopper", "experiment=efficient_mujoco"], 1_000_000, ("mean final return", 1000, "final"),
                ["Spinning Up VPG, 3M: 815 ± 136", "Tianshou REINFORCE, 3M: 396 ± 65"]),
     "quadruped": (["experiment=quadruped"], 1_000_000, ("mean final return", 0, "final"), []),
 }
