@@ -135,6 +135,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"torch_threads must be positive, got {cfg.torch_threads}")
     for group in _GROUPS:
         check_targets(cfg[group], group)
+    if str(cfg.baseline.get("_target_", "")).endswith("GAEBaseline") and algo.estimator == Estimator.trajectory:
+        raise ConfigError("baseline=gae computes its own advantages from the reward-to-go; "
+                          "algo.estimator=trajectory cannot apply: use baseline=value or estimator=reward_to_go")
 
 
 def _resolve_target(path: str, key: str) -> Any:

@@ -60,6 +60,14 @@ def build(cfg: DictConfig, env_choice: str) -> Learner:
         envs = instantiate(cfg.env)
     except Exception as e:  # noqa: BLE001 - gymnasium raises several kinds for a bad id or kwargs
         raise ConfigError(f"env={env_choice}: cannot make env.id={cfg.env.get('id')!r}: {e}") from None
+    try:
+        return _build_learner(cfg, env_choice, envs, device)
+    except BaseException:
+        envs.close()  # an async vector env has worker processes
+        raise
+
+
+def _build_learner(cfg: DictConfig, env_choice: str, envs, device: torch.device) -> Learner:
     envs.action_space.seed(cfg.seed)  # pg_lab never samples from it, but a user's wrapper might
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     if len(obs_space.shape) != 1:

@@ -202,6 +202,7 @@ BAD_INPUTS = [  # (overrides, words the refusal must contain)
     (["algo.ent_coef=-0.1"], ["algo.ent_coef"]),
     (["algo.max_grad_norm=-1"], ["algo.max_grad_norm"]),
     (["algo.estimator=causal"], ["estimator"]),
+    (["baseline=gae", "algo.estimator=trajectory"], ["baseline=gae", "algo.estimator=trajectory"]),
     (["wandb.mode=sometimes"], ["mode"]),
     (["device=tpu"], ["device"]),
     (["env=cartpole", "policy=gaussian"], ["gaussian", "cartpole"]),
