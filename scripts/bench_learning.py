@@ -6,7 +6,7 @@
 pg_lab's figure is the mean *training*-episode return of the last 20 episodes at the budget
 (`final_return_mean` in summary.json), per seed; the table gives their median and mean. The anchors of
 ../shared/BENCHMARKS.md report other things (max test return, deterministic evaluation); the table says which.
-Runs land in outputs/bench/<task>/seed=<n>/ (re-running skips finished ones).
+Runs land in outputs/bench/<task>/seed<n>/ (re-running skips finished ones).
 """
 
 from __future__ import annotations
@@ -37,10 +37,12 @@ TASKS = {  # overrides, budget, target (what, threshold), anchors
 
 def run(task: str, seed: int, extra: list[str]) -> dict:
     overrides, budget, _, _ = TASKS[task]
-    run_dir = ROOT / "outputs" / "bench" / task / f"seed={seed}"
+    run_dir = ROOT / "outputs" / "bench" / task / f"seed{seed}"
     cmd = [sys.executable, "-m", "pg_lab", *overrides, f"seed={seed}", f"total_steps={budget}", *extra,
            "wandb.mode=disabled", "progress_bar=false", f"hydra.run.dir={run_dir}"]
-    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
     summary = json.loads((run_dir / "summary.json").read_text())
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     hit = next((r for r in rows if (r.get("return_recent_mean") or 0) >= 475), None)
