@@ -115,4 +115,7 @@ def resume_target(cfg: DictConfig, hc) -> tuple[DictConfig, Path]:
         saved.total_steps = cfg.total_steps
     saved.resume = None
     log.info("resuming the run in %s", run_dir)
-    return OmegaConf.merge(OmegaConf.structured(Config), saved), run_dir
+    try:
+        return OmegaConf.merge(OmegaConf.structured(Config), saved), run_dir
+    except Exception as e:  # noqa: BLE001 - e.g. a run made by an older pg_lab with another schema
+        raise ConfigError(f"resume={cfg.resume}: its saved config does not fit this pg_lab's schema ({e})") from None
