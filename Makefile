@@ -29,10 +29,10 @@ run: setup
 	$(BIN)/pg-lab total_steps=50000
 
 test: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto
 
 test-slow: setup
-	$(BIN)/pytest -q -m slow
+	$(BIN)/pytest -q -n auto -m slow
 
 lint: setup
 	$(BIN)/ruff check pg_lab tests scripts
