@@ -14,7 +14,11 @@ import numpy as np
 
 
 def reward_to_go(rewards: np.ndarray, ends: np.ndarray, next_values: np.ndarray, gamma: float) -> np.ndarray:
-    """G_t = r_t + γ G_{t+1} within an episode; at an episode's end G_t = r_t + γ next_values_t."""
+    """G_t = r_t + γ G_{t+1} within an episode; at an episode's end G_t = r_t + γ next_values_t.
+
+    As in every common implementation, the policy gradient uses G_t without the γ^t weight of step t: unbiased
+    for γ = 1, a (useful) bias towards the undiscounted objective for γ < 1 (Thomas, 2014). The lecture's
+    G(τ) (`trajectory_returns`) is unbiased for the discounted objective; tests/test_policy_gradient.py checks both."""
     returns = np.zeros_like(rewards, dtype=np.float64)
     running = np.zeros(rewards.shape[1:], dtype=np.float64)
     for t in reversed(range(rewards.shape[0])):
