@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
-os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"] if os.environ["MUJOCO_GL"] != "glfw" else "")
+if os.environ["MUJOCO_GL"] in ("egl", "osmesa"):  # PyOpenGL must agree with MuJoCo's offscreen backend
+    os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
