@@ -2,6 +2,7 @@
 
 import ctypes.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -125,3 +126,17 @@ def test_eval_writes_a_decodable_mp4(trained_runs):
 def test_eval_refuses_a_directory_without_a_checkpoint(tmp_path):
     proc = subprocess.run([EVAL, str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "must be a pg-lab run directory with a checkpoint" in proc.stderr
+
+
+@pytest.mark.skipif(not _offscreen_gl(), reason="no offscreen GL (apt-get install libosmesa6, or EGL)")
+def test_eval_logs_results_and_video_to_wandb(trained_runs):
+    run = trained_runs / "gaussian"
+    proc = subprocess.run([EVAL, str(run), "--episodes", "1", "--max-steps", "10", "--video", str(run / "e.mp4"),
+                           "--wandb"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "WANDB_SILENT": "true"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (offline,) = (run / "wandb").glob("offline-run-*")  # the training run had W&B disabled: a new offline run
+    assert list(offline.rglob("*.mp4")), "the video was not logged"
+    out = subprocess.run([str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--summary", "--json",
+                          str(offline)], capture_output=True, text=True, check=True, timeout=120).stdout
+    assert json.loads(out)["summary"]["eval/length_mean"] == 10
