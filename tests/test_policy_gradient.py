@@ -98,6 +98,7 @@ def test_reinforce_is_an_unbiased_estimate_of_the_exact_gradient(estimator, gamm
     envs.close()
 
 
+@pytest.mark.slow
 def test_baselines_reduce_variance_on_this_mdp():
     envs = make_vector_env("pg_lab_test/Tabular-v0", num_envs=N_ENVS)
     policy = tabular_policy(envs)

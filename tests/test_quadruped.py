@@ -128,6 +128,7 @@ def test_eval_refuses_a_directory_without_a_checkpoint(tmp_path):
     assert proc.returncode != 0 and "must be a pg-lab run directory with a checkpoint" in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _offscreen_gl(), reason="no offscreen GL (apt-get install libosmesa6, or EGL)")
 def test_eval_logs_results_and_video_to_wandb(trained_runs):
     run = trained_runs / "gaussian"
