@@ -6,8 +6,14 @@ BIN := $(VENV)/bin
 # `torch==2.13.0` is that build. Elsewhere, set TORCH= (empty) to keep whatever pip picks for you.
 TORCH ?= torch==2.13.0
 export WANDB_SILENT ?= true
-export MUJOCO_GL ?= osmesa
-export PYOPENGL_PLATFORM ?= osmesa
+# offscreen MuJoCo rendering through OSMesa where the library is installed (the setup below installs it on
+# Debian); elsewhere leave MUJOCO_GL to the user (egl on a GPU machine), since an unusable backend breaks make()
+ifeq ($(origin MUJOCO_GL),undefined)
+ifneq ($(shell ldconfig -p 2>/dev/null | grep -c libOSMesa),0)
+export MUJOCO_GL := osmesa
+export PYOPENGL_PLATFORM := osmesa
+endif
+endif
 
 .PHONY: setup run test test-slow lint clean
 

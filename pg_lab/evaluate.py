@@ -6,7 +6,7 @@ Deterministic means the distribution's mean action (argmax for categorical, tanh
 Gaussian, α/(α+β) for Beta). Prints each episode's return, length, forward speed (for locomotion envs
 that report x_position) and whether it ended in a fall (termination before the time limit), writes
 eval.json into the run directory and, for envs that render, an MP4 of the first episode(s).
-Offscreen rendering on a CPU machine uses MUJOCO_GL=osmesa unless you set MUJOCO_GL yourself (egl on a GPU).
+Offscreen rendering uses MUJOCO_GL=osmesa if OSMesa is installed, else egl, unless you set MUJOCO_GL.
 """
 
 from __future__ import annotations
@@ -17,8 +17,13 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "osmesa")
-if os.environ["MUJOCO_GL"] in ("egl", "osmesa"):  # PyOpenGL must agree with MuJoCo's offscreen backend
+if "MUJOCO_GL" not in os.environ:  # offscreen: OSMesa (works on any CPU) if installed, else EGL
+    import ctypes.util
+    for backend, lib in (("osmesa", "OSMesa"), ("egl", "EGL")):
+        if ctypes.util.find_library(lib):
+            os.environ["MUJOCO_GL"] = backend
+            break
+if os.environ.get("MUJOCO_GL") in ("egl", "osmesa"):  # PyOpenGL must agree with MuJoCo's offscreen backend
     os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 
 import gymnasium as gym  # noqa: E402

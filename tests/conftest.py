@@ -1,3 +1,4 @@
+import ctypes.util
 import os
 import sys
 from pathlib import Path
@@ -7,7 +8,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("WANDB_SILENT", "true")
-os.environ.setdefault("MUJOCO_GL", "osmesa")
+if "MUJOCO_GL" not in os.environ and ctypes.util.find_library("OSMesa"):
+    os.environ["MUJOCO_GL"] = "osmesa"  # as the Makefile does; without it MuJoCo envs still run, unrendered
 
 from helpers import register_test_envs  # noqa: E402
 
