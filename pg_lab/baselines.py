@@ -95,10 +95,10 @@ class ValueBaseline(NoBaseline):
         return est.reward_to_go
 
     def update(self, obs: torch.Tensor, est: Estimates, advantages: np.ndarray) -> dict[str, float]:
+        targets = self.targets(est, advantages)
         valid = torch.from_numpy(est.valid.reshape(-1))
         x = obs.reshape(-1, obs.shape[-1])[valid]
-        y = torch.as_tensor(self.targets(est, advantages).reshape(-1)[valid.numpy()], dtype=torch.float32,
-                            device=x.device)
+        y = torch.as_tensor(targets.reshape(-1)[valid.numpy()], dtype=torch.float32, device=x.device)
         size = max(1, len(x) // self.minibatches)
         losses = []
         for _ in range(self.epochs):
@@ -110,8 +110,7 @@ class ValueBaseline(NoBaseline):
                 loss.backward()
                 self.optimizer.step()
                 losses.append(loss.item())
-        explained = 1.0 - np.var(est.values[est.valid] - self.targets(est, advantages)[est.valid]) / \
-            max(np.var(self.targets(est, advantages)[est.valid]), 1e-8)
+        explained = 1.0 - np.var(est.values[est.valid] - targets[est.valid]) / max(np.var(targets[est.valid]), 1e-8)
         return {"value_loss": float(np.mean(losses)), "explained_variance": float(explained)}
 
     def state_dict(self) -> dict:

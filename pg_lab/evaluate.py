@@ -36,8 +36,7 @@ from pg_lab.networks import ObsNormalizer  # noqa: E402
 from pg_lab.runlog import CHECKPOINT, WANDB_ID, load_checkpoint  # noqa: E402
 
 
-def load_policy(run_dir: Path, env: gym.Env) -> torch.nn.Module:
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+def load_policy(run_dir: Path, cfg, env: gym.Env) -> torch.nn.Module:
     obs_space, act_space = env.observation_space, env.action_space
     normalizer = ObsNormalizer(obs_space.shape, enabled=cfg.algo.normalize_obs)
     policy = instantiate(cfg.policy, observation_space=obs_space, action_space=act_space, normalizer=normalizer)
@@ -52,7 +51,7 @@ def evaluate(run_dir: Path, episodes: int = 5, video: Path | None = None, video_
     if cfg.env.get("max_episode_steps") is not None:
         kwargs["max_episode_steps"] = cfg.env.max_episode_steps
     env = gym.make(cfg.env.id, render_mode="rgb_array" if video else None, **kwargs)
-    policy = load_policy(run_dir, env)
+    policy = load_policy(run_dir, cfg, env)
     dt = getattr(env.unwrapped, "dt", None)
     results, frames = [], []
     torch.manual_seed(seed)

@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from pg_lab.config import ConfigError, register_schema, validate
-from pg_lab.learner import Learner, Progress, build, resolve_device  # noqa: F401  (resolve_device: public here)
+from pg_lab.learner import Learner, Progress, build
 from pg_lab.reinforce import estimate, reinforce_update
 from pg_lab.resume import (
     Interrupted,

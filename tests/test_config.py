@@ -7,8 +7,9 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from pg_lab.config import ConfigError, validate
+from pg_lab.learner import build
 from pg_lab.policies import POLICIES
-from pg_lab.train import CONF_DIR, build
+from pg_lab.train import CONF_DIR
 
 GROUPS = {g: sorted(p.stem for p in (Path(CONF_DIR) / g).glob("*.yaml"))
           for g in ("env", "policy", "baseline", "optimizer")}
@@ -58,7 +59,7 @@ def test_impossible_pairs_are_refused_naming_both(compose, env, policy):
         build(cfg, env)
 
 
-def test_beta_on_an_unbounded_box_is_refused(compose):
+def test_beta_on_an_unbounded_box_is_refused():
     from gymnasium import spaces
 
     from pg_lab.policies import BetaPolicy, UnsupportedActionSpace

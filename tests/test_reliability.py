@@ -249,7 +249,7 @@ def test_device_cuda_without_a_gpu_is_refused(tmp_path, train_in_process):
 
 
 def test_device_auto_picks_what_exists():
-    from pg_lab.train import resolve_device
+    from pg_lab.learner import resolve_device
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("cpu").type == "cpu"
 
@@ -272,28 +272,12 @@ def test_resume_without_a_checkpoint_and_a_corrupt_checkpoint_are_refused(tmp_pa
 def test_an_unwritable_output_dir_is_refused(tmp_path):
     if os.geteuid() == 0:
         target = "/proc/pg_lab_cannot_write_here"  # even root cannot create directories in /proc
+        named = "pg_lab_cannot_write_here"
     else:
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
-        target = str(locked / "run")
+        target, named = str(locked / "run"), "locked"
     proc = subprocess.run([PG_LAB, "wandb.mode=disabled", f"hydra.run.dir={target}"], capture_output=True,
                           text=True, timeout=120)
-    assert proc.returncode != 0 and "pg_lab_cannot_write_here" in proc.stderr + proc.stdout or \
-        "locked" in proc.stderr
-
-
-def test_debug_turns_on_anomaly_detection_and_argument_validation(tmp_path, train_in_process, monkeypatch):
-    from pg_lab import reinforce, train
-    seen = []
-    real = reinforce.reinforce_update
-
-    def spy(*a, **k):
-        seen.append((torch.is_anomaly_enabled(), torch.distributions.Distribution._validate_args))
-        return real(*a, **k)
-    monkeypatch.setattr(train, "reinforce_update", spy)
-    try:
-        train_in_process("algo.debug=true", "total_steps=1000", run_dir=tmp_path / "run")
-    finally:
-        torch.autograd.set_detect_anomaly(False)
-        torch.distributions.Distribution.set_default_validate_args(False)
-    assert seen and all(a and v for a, v in seen)
+    assert proc.returncode != 0
+    assert named in proc.stderr + proc.stdout
