@@ -281,3 +281,20 @@ def test_an_unwritable_output_dir_is_refused(tmp_path):
                           text=True, timeout=120)
     assert proc.returncode != 0
     assert named in proc.stderr + proc.stdout
+
+
+def test_debug_turns_on_anomaly_detection_and_argument_validation(tmp_path, train_in_process, monkeypatch):
+    from pg_lab import reinforce, train
+    seen = []
+    real = reinforce.reinforce_update
+
+    def spy(*a, **k):
+        seen.append((torch.is_anomaly_enabled(), torch.distributions.Distribution._validate_args))
+        return real(*a, **k)
+    monkeypatch.setattr(train, "reinforce_update", spy)
+    try:
+        train_in_process("algo.debug=true", "total_steps=1000", run_dir=tmp_path / "run")
+    finally:
+        torch.autograd.set_detect_anomaly(False)
+        torch.distributions.Distribution.set_default_validate_args(False)
+    assert seen and all(a and v for a, v in seen)
