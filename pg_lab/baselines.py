@@ -1,20 +1,37 @@
 """Baselines b subtracted from the return: advantage = G − b.
 
 Any b that does not depend on the action leaves the policy gradient unbiased and can cut its variance.
-Each baseline turns a batch's returns into advantages (`advantages`) and then learns from the batch
-(`update`). Only `value` and `gae` have a critic; they also bootstrap time-limit truncations with it.
+A baseline owns everything about estimation: the returns under the chosen estimator (`estimate`, where a
+critic bootstraps time-limit truncations), the advantages, its own learning step (`fit`, with its own
+optimizer) and its state. Adding one is a subclass of `Baseline` here plus a YAML file in conf/baseline/.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 
+from pg_lab.config import ConfigError, Estimator
 from pg_lab.networks import ObsNormalizer, ValueNet
-from pg_lab.returns import gae
+from pg_lab.returns import gae, reward_to_go, trajectory_returns
+from pg_lab.rollout import Batch
+
+
+class Context:
+    """What the builder hands every baseline besides its own hyperparameters. A plain class, not a
+    dataclass: Hydra's `instantiate` would turn a dataclass argument into a config (copying the modules)."""
+
+    def __init__(self, obs_dim: int, normalizer: ObsNormalizer,
+                 make_optimizer: Callable[..., torch.optim.Optimizer], device: torch.device):
+        self.obs_dim = obs_dim
+        self.normalizer = normalizer          # the policy's observation normaliser, shared
+        self.make_optimizer = make_optimizer  # the optimizer group's kind, as a partial
+        self.device = device
 
 
 @dataclass
@@ -29,31 +46,66 @@ class Estimates:
     next_values: np.ndarray    # [T, N] V(s_{t+1}) per the conventions of pg_lab.returns
 
 
-class NoBaseline:
-    """b = 0: the lecture's plain REINFORCE."""
+class Baseline(ABC):
+    """The interface every baseline implements (the config's `_target_` builds one with a `Context`)."""
 
     critic: ValueNet | None = None
 
-    def advantages(self, est: Estimates, gamma: float) -> np.ndarray:
-        return est.returns
+    def __init__(self, context: Context | None = None):
+        self.context = context
 
-    def update(self, obs: torch.Tensor, est: Estimates, advantages: np.ndarray) -> dict[str, float]:
+    @classmethod
+    def check_config(cls, algo: DictConfig) -> None:
+        """Refuse `algo` settings this baseline cannot honour (raise ConfigError naming both keys)."""
+        return None  # every setting
+
+    def values(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        """V(s_t) and V(s_{t+1}) per pg_lab.returns' conventions; zeros without a critic."""
+        return np.zeros_like(batch.rewards), np.zeros_like(batch.rewards)
+
+    def estimate(self, batch: Batch, gamma: float, estimator: Estimator) -> Estimates:
+        """Returns under `estimator`, and the critic's values where the baseline has one."""
+        values, next_values = self.values(batch)
+        to_go = reward_to_go(batch.rewards, batch.ends, next_values, gamma)
+        returns = to_go if estimator == Estimator.reward_to_go else \
+            trajectory_returns(batch.rewards, batch.ends, next_values, gamma)
+        return Estimates(returns=returns, reward_to_go=to_go, rewards=batch.rewards, ends=batch.ends,
+                         valid=batch.valid, values=values, next_values=next_values)
+
+    @abstractmethod
+    def advantages(self, est: Estimates, gamma: float) -> np.ndarray:
+        """G − b per step, [T, N]."""
+
+    def fit(self, obs: torch.Tensor, est: Estimates, advantages: np.ndarray) -> dict[str, float]:
+        """Learn from the batch after the policy step; `obs` holds the valid steps' observations, [n, d]."""
         return {}
+
+    @property
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return []
 
     def state_dict(self) -> dict:
         return {}
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        return None  # no state
 
 
-class MeanBaseline(NoBaseline):
+class NoBaseline(Baseline):
+    """b = 0: the lecture's plain REINFORCE."""
+
+    def advantages(self, est: Estimates, gamma: float) -> np.ndarray:
+        return est.returns
+
+
+class MeanBaseline(Baseline):
     """b = running mean of past batches' returns (an exponential average with `momentum`).
 
     Only *past* batches feed b, so it is independent of the current actions and the gradient stays
     unbiased; the first batch uses b = 0."""
 
-    def __init__(self, momentum: float = 0.9):
+    def __init__(self, context: Context | None = None, momentum: float = 0.9):
+        super().__init__(context)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"baseline.momentum must be in [0, 1), got {momentum}")
         self.momentum = momentum
@@ -62,7 +114,7 @@ class MeanBaseline(NoBaseline):
     def advantages(self, est: Estimates, gamma: float) -> np.ndarray:
         return est.returns - (self.value or 0.0)
 
-    def update(self, obs: torch.Tensor, est: Estimates, advantages: np.ndarray) -> dict[str, float]:
+    def fit(self, obs: torch.Tensor, est: Estimates, advantages: np.ndarray) -> dict[str, float]:
         batch_mean = float(est.returns[est.valid].mean())
         self.value = batch_mean if self.value is None else \
             self.momentum * self.value + (1 - self.momentum) * batch_mean
@@ -75,18 +127,31 @@ class MeanBaseline(NoBaseline):
         self.value = state["value"]
 
 
-class ValueBaseline(NoBaseline):
-    """b = V(s_t), a learned state value fitted to the reward-to-go by regression with its own optimizer."""
+class ValueBaseline(Baseline):
+    """b = V(s_t), a learned state value fitted to the reward-to-go by regression with its own optimizer.
+    The critic also bootstraps time-limit truncations with V(final observation); a terminal state is worth 0."""
 
-    def __init__(self, obs_dim: int, normalizer: ObsNormalizer,
-                 optimizer: Callable[..., torch.optim.Optimizer],
-                 hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh", lr: float = 1e-3,
-                 epochs: int = 5, minibatches: int = 4, device: torch.device | str = "cpu"):
+    def __init__(self, context: Context, hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh",
+                 lr: float = 1e-3, epochs: int = 5, minibatches: int = 4):
+        super().__init__(context)
         if epochs < 1 or minibatches < 1:
             raise ValueError(f"baseline.epochs and baseline.minibatches must be >= 1, got {epochs}, {minibatches}")
-        self.critic = ValueNet(obs_dim, normalizer, hidden_sizes, activation).to(device)
-        self.optimizer = optimizer(self.critic.net.parameters(), lr=lr)
+        self.critic = ValueNet(context.obs_dim, context.normalizer, hidden_sizes, activation).to(context.device)
+        self.optimizer = context.make_optimizer(self.critic.net.parameters(), lr=lr)
         self.epochs, self.minibatches = epochs, minibatches
+
+    def values(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        device = self.context.device
+        next_values = np.zeros_like(batch.rewards)
+        with torch.no_grad():
+            values = self.critic(torch.from_numpy(batch.obs).to(device)).double().cpu().numpy()
+            next_values[:-1] = values[1:]
+            next_values[batch.ends] = 0.0
+            if len(batch.final_index):
+                t, n = batch.final_index.T
+                final = torch.from_numpy(batch.final_obs).to(device)
+                next_values[t, n] = self.critic(final).double().cpu().numpy()
+        return values, next_values
 
     def advantages(self, est: Estimates, gamma: float) -> np.ndarray:
         return est.returns - est.values
@@ -94,24 +159,26 @@ class ValueBaseline(NoBaseline):
     def targets(self, est: Estimates, advantages: np.ndarray) -> np.ndarray:
         return est.reward_to_go
 
-    def update(self, obs: torch.Tensor, est: Estimates, advantages: np.ndarray) -> dict[str, float]:
+    def fit(self, obs: torch.Tensor, est: Estimates, advantages: np.ndarray) -> dict[str, float]:
         targets = self.targets(est, advantages)
-        valid = torch.from_numpy(est.valid.reshape(-1))
-        x = obs.reshape(-1, obs.shape[-1])[valid]
-        y = torch.as_tensor(targets.reshape(-1)[valid.numpy()], dtype=torch.float32, device=x.device)
-        size = max(1, len(x) // self.minibatches)
+        y = torch.as_tensor(targets[est.valid], dtype=torch.float32, device=obs.device)
+        size = max(1, len(obs) // self.minibatches)
         losses = []
         for _ in range(self.epochs):
-            order = torch.randperm(len(x), device=x.device)
-            for start in range(0, len(x), size):
+            order = torch.randperm(len(obs), device=obs.device)
+            for start in range(0, len(obs), size):
                 idx = order[start:start + size]
-                loss = 0.5 * (self.critic(x[idx]) - y[idx]).pow(2).mean()
+                loss = 0.5 * (self.critic(obs[idx]) - y[idx]).pow(2).mean()
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
                 losses.append(loss.item())
         explained = 1.0 - np.var(est.values[est.valid] - targets[est.valid]) / max(np.var(targets[est.valid]), 1e-8)
         return {"value_loss": float(np.mean(losses)), "explained_variance": float(explained)}
+
+    @property
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.optimizer]
 
     def state_dict(self) -> dict:
         return {"critic": self.critic.state_dict(), "optimizer": self.optimizer.state_dict()}
@@ -125,14 +192,18 @@ class GAEBaseline(ValueBaseline):
     """Advantages by GAE(λ) on the learned V; λ = 1 is the Monte-Carlo value baseline, λ < 1 trades
     bias for variance (where REINFORCE meets actor-critic). V regresses on the λ-return."""
 
-    def __init__(self, obs_dim: int, normalizer: ObsNormalizer,
-                 optimizer: Callable[..., torch.optim.Optimizer],
-                 hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh", lr: float = 1e-3,
-                 epochs: int = 5, minibatches: int = 4, lam: float = 0.95, device: torch.device | str = "cpu"):
+    def __init__(self, context: Context, hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh",
+                 lr: float = 1e-3, epochs: int = 5, minibatches: int = 4, lam: float = 0.95):
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"baseline.lam must be in [0, 1], got {lam}")
-        super().__init__(obs_dim, normalizer, optimizer, hidden_sizes, activation, lr, epochs, minibatches, device)
+        super().__init__(context, hidden_sizes, activation, lr, epochs, minibatches)
         self.lam = lam
+
+    @classmethod
+    def check_config(cls, algo: DictConfig) -> None:
+        if algo.estimator == Estimator.trajectory:
+            raise ConfigError("baseline=gae computes its own advantages from the reward-to-go; "
+                              "algo.estimator=trajectory cannot apply: use baseline=value or estimator=reward_to_go")
 
     def advantages(self, est: Estimates, gamma: float) -> np.ndarray:
         return gae(est.rewards, est.values, est.next_values, est.ends, gamma, self.lam)

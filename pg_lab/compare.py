@@ -1,10 +1,11 @@
 """`pg-lab-compare DIR [DIR ...] --out OUT`: from finished sweeps (or runs) to curves, a table with
 bootstrap confidence intervals, pairwise contrasts and a Markdown report.
 
-Runs are grouped by every override except the seed (and the bookkeeping keys: wandb.*, device, ...);
-the task is the env. Learning curves (`return_recent_mean`: the mean return of the last 20 episodes, per
-update) are aligned on a common env-step grid up to the shortest run of the task. Failed or unfinished
-runs, and runs shorter than the others, are listed in the report, never dropped silently.
+Runs are grouped by every override except the seed and the bookkeeping keys (pg_lab.rundir.grouping_key,
+the same key as W&B's job_type); the task is the env. Learning curves (`return_recent_mean`: the mean
+return of the last 20 episodes, per update) are aligned on a common env-step grid up to the shortest run
+of the task. Failed or unfinished runs, and runs shorter than the others, are listed in the report, never
+dropped silently.
 
 Statistics come from scipy: `scipy.stats.bootstrap` (95% BCa or percentile intervals across seeds) for
 means and for the difference of two groups' means, and the Mann-Whitney U statistic for the probability
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import shlex
 import sys
 import warnings
@@ -26,8 +26,8 @@ import numpy as np
 import yaml
 from scipy import stats
 
-IGNORED_KEYS = {"seed", "wandb.mode", "wandb.project", "wandb.entity", "wandb.group", "device", "progress_bar",
-                "name", "experiment", "resume", "torch_threads", "checkpoint_every"}
+from pg_lab.rundir import RunDir, grouping_key, override_key
+
 METRIC = "return_recent_mean"
 
 
@@ -52,46 +52,32 @@ class Group:
     runs: list[Run] = field(default_factory=list)
 
 
-def _overrides(run_dir: Path) -> list[str]:
-    return yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
-
-
 def load_runs(roots: list[Path], metric: str = METRIC,
               extras: tuple[str, ...] = ()) -> tuple[list[Run], list[tuple[Path, str]]]:
     """Every run directory under `roots`; also returns (dir, reason) for those that cannot be used."""
     runs, skipped = [], []
     for root in roots:
         for hydra_dir in sorted(root.rglob(".hydra")):
-            run_dir = hydra_dir.parent
-            if not (hydra_dir / "overrides.yaml").exists():
+            run_dir = RunDir(hydra_dir.parent)
+            if not run_dir.overrides.exists():
                 continue
-            cfg = yaml.safe_load((hydra_dir / "config.yaml").read_text())
-            overrides = _overrides(run_dir)
-            kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in IGNORED_KEYS
-                    and not o.startswith(("env=", "hydra"))]
-            try:
-                summary = json.loads((run_dir / "summary.json").read_text())
-            except (OSError, ValueError):
-                summary = {"status": "no summary.json"}
-            rows = []
-            if (run_dir / "metrics.jsonl").exists():
-                for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-                    try:
-                        rows.append(json.loads(line))
-                    except ValueError:
-                        continue
+            cfg = yaml.safe_load(run_dir.config.read_text())
+            # the task (env) is its own axis: group by the rest, as W&B's job_type does
+            group = grouping_key(o for o in run_dir.read_overrides() if override_key(o) != "env")
+            summary = run_dir.read_summary() or {"status": "no summary.json"}
+            rows = run_dir.read_metrics()
             points = [(r["step"], r[metric]) for r in rows if r.get(metric) is not None]
             status = summary.get("status", "unknown")
             if status != "finished" or not points:
-                skipped.append((run_dir, f"status {status}" + ("" if points else ", no learning curve")))
+                skipped.append((run_dir.path, f"status {status}" + ("" if points else ", no learning curve")))
                 continue
             steps, values = map(np.asarray, zip(*points))
             medians = {}
             for name in extras:
                 seen = [r[name] for r in rows if r.get(name) is not None]
                 medians[name] = float(np.median(seen)) if seen else np.nan
-            runs.append(Run(run_dir, cfg["env"]["id"], ",".join(sorted(kept)) or "default", int(cfg["seed"]),
-                            status, steps.astype(float), values.astype(float), summary.get("final_return_mean"),
+            runs.append(Run(run_dir.path, cfg["env"]["id"], group, int(cfg["seed"]), status, steps.astype(float),
+                            values.astype(float), summary.get("final_return_mean"),
                             int(summary.get("total_steps", steps[-1])), medians))
     return runs, skipped
 

@@ -100,7 +100,13 @@ class Config:
 
 
 def register_schema() -> None:
+    """The schema node, and the `pg_lab:bookkeeping_keys` resolver that conf/config.yaml uses to keep those
+    keys (pg_lab.rundir.BOOKKEEPING_KEYS) out of sweep job directory names."""
+    from pg_lab.rundir import BOOKKEEPING_KEYS
+
     ConfigStore.instance().store(name="pg_lab_schema", node=Config)
+    if not OmegaConf.has_resolver("pg_lab"):
+        OmegaConf.register_new_resolver("pg_lab", lambda name: {"bookkeeping_keys": list(BOOKKEEPING_KEYS)}[name])
 
 
 # --------------------------------------------------------------------------- validation after composition
@@ -114,6 +120,10 @@ def validate(cfg: DictConfig) -> None:
     if unknown:
         raise ConfigError(f"unknown top-level key(s) {unknown}: not in the pg_lab config "
                           f"(known: {sorted(Config.__dataclass_fields__)})")
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} must be set (it is ??? in the config): e.g. "
+                          f"{missing[0]}=...")
     if cfg.total_steps <= 0:
         raise ConfigError(f"total_steps must be a positive number of env steps, got {cfg.total_steps}")
     if cfg.seed < 0:
@@ -135,9 +145,10 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"torch_threads must be positive, got {cfg.torch_threads}")
     for group in _GROUPS:
         check_targets(cfg[group], group)
-    if str(cfg.baseline.get("_target_", "")).endswith("GAEBaseline") and algo.estimator == Estimator.trajectory:
-        raise ConfigError("baseline=gae computes its own advantages from the reward-to-go; "
-                          "algo.estimator=trajectory cannot apply: use baseline=value or estimator=reward_to_go")
+    # a baseline refuses the algo settings it cannot honour itself (Baseline.check_config)
+    check = getattr(_resolve_target(cfg.baseline._target_, "baseline"), "check_config", None)
+    if check is not None:
+        check(algo)
 
 
 def _resolve_target(path: str, key: str) -> Any:
@@ -170,30 +181,47 @@ def _type_ok(value: Any, annotation: Any) -> bool:
     return True
 
 
+def _accepted(target: Any) -> tuple[dict[str, Any], bool] | None:
+    """The keyword arguments `target` accepts, {name: annotation}, and whether it takes any keyword at all.
+    A class whose __init__ passes **kwargs on to its base (SquashedGaussianPolicy) accepts its bases' too."""
+    accepted: dict[str, Any] = {}
+    functions = [c.__init__ for c in inspect.getmro(target) if "__init__" in vars(c)] if inspect.isclass(target) \
+        else [target]
+    for fn in functions:
+        try:
+            params = inspect.signature(fn).parameters
+            hints = typing.get_type_hints(fn)
+        except (TypeError, ValueError, NameError):
+            return None
+        for name, p in params.items():
+            if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL) and name != "self":
+                accepted.setdefault(name, hints.get(name, p.annotation))
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return accepted, False
+        if not inspect.isclass(target):
+            break
+    return accepted, True
+
+
 def check_targets(node: Any, key: str) -> None:
     """Every key of a `_target_` node must be a parameter of the target, of a plausible type."""
     if not isinstance(node, DictConfig) or "_target_" not in node:
         return
-    target = _resolve_target(node._target_, key)
-    try:
-        sig = inspect.signature(target)
-        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
-    except (TypeError, ValueError, NameError):
+    found = _accepted(_resolve_target(node._target_, key))
+    if found is None:
         return
-    params = sig.parameters
-    open_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    accepted, open_kwargs = found
     for name in node:
         if name.startswith("_") and name.endswith("_"):
             continue
         sub = f"{key}.{name}"
-        if name not in params:
+        if name not in accepted:
             if open_kwargs:
                 continue
-            valid = sorted(p for p in params if p not in ("self", "args", "kwargs"))
-            raise ConfigError(f"{sub}: {node._target_} takes no argument {name!r} (valid: {valid})")
+            raise ConfigError(f"{sub}: {node._target_} takes no argument {name!r} (valid: {sorted(accepted)})")
         value = OmegaConf.to_container(node[name], resolve=True) if OmegaConf.is_config(node[name]) \
             else node[name]
-        annotation = hints.get(name, params[name].annotation)
+        annotation = accepted[name]
         if not _type_ok(value, annotation):
             raise ConfigError(f"{sub}: {value!r} is not a valid {getattr(annotation, '__name__', annotation)}")
         check_targets(node[name], sub)

@@ -26,32 +26,22 @@ if "MUJOCO_GL" not in os.environ:  # offscreen: OSMesa (works on any CPU) if ins
 if os.environ.get("MUJOCO_GL") in ("egl", "osmesa"):  # PyOpenGL must agree with MuJoCo's offscreen backend
     os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 
-import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
-from pg_lab.networks import ObsNormalizer  # noqa: E402
-from pg_lab.runlog import CHECKPOINT, WANDB_ID, load_checkpoint  # noqa: E402
+from pg_lab.builder import build_algorithm, env_factory  # noqa: E402
+from pg_lab.rundir import RunDir  # noqa: E402
 
 
-def load_policy(run_dir: Path, cfg, env: gym.Env) -> torch.nn.Module:
-    obs_space, act_space = env.observation_space, env.action_space
-    normalizer = ObsNormalizer(obs_space.shape, enabled=cfg.algo.normalize_obs)
-    policy = instantiate(cfg.policy, observation_space=obs_space, action_space=act_space, normalizer=normalizer)
-    policy.load_state_dict(load_checkpoint(run_dir / CHECKPOINT)["policy"])
-    return policy.eval()
-
-
-def evaluate(run_dir: Path, episodes: int = 5, video: Path | None = None, video_episodes: int = 1,
+def evaluate(run_dir: RunDir, episodes: int = 5, video: Path | None = None, video_episodes: int = 1,
              seed: int = 10_000, max_steps: int | None = None, stochastic: bool = False) -> dict:
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True) or {}
-    if cfg.env.get("max_episode_steps") is not None:
-        kwargs["max_episode_steps"] = cfg.env.max_episode_steps
-    env = gym.make(cfg.env.id, render_mode="rgb_array" if video else None, **kwargs)
-    policy = load_policy(run_dir, cfg, env)
+    """Build the env through the run's own env config (its `_target_`) and the policy through the same
+    builder as training, load the checkpoint, and run `episodes` episodes."""
+    cfg = run_dir.read_config()
+    env = env_factory(cfg).make(render_mode="rgb_array" if video else None)
+    algorithm = build_algorithm(cfg, env.observation_space, env.action_space, torch.device("cpu"))
+    algorithm.load_state_dict(run_dir.load_checkpoint())
+    policy = algorithm.policy.eval()
     dt = getattr(env.unwrapped, "dt", None)
     results, frames = [], []
     torch.manual_seed(seed)
@@ -87,15 +77,15 @@ def evaluate(run_dir: Path, episodes: int = 5, video: Path | None = None, video_
         "video": str(video) if video and frames else None,
         "deterministic": not stochastic,
     }
-    (run_dir / "eval.json").write_text(json.dumps(report, indent=2))
+    (run_dir.path / "eval.json").write_text(json.dumps(report, indent=2))
     return report
 
 
-def log_to_wandb(run_dir: Path, report: dict) -> None:
+def log_to_wandb(run_dir: RunDir, report: dict) -> None:
     """Add the evaluation (and the video) to the run's own W&B run (offline runs: `wandb sync` later)."""
     import wandb
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    run_id = (run_dir / WANDB_ID).read_text().strip() if (run_dir / WANDB_ID).exists() else None
+    cfg = run_dir.read_config()
+    run_id = run_dir.read_wandb_id()
     mode = "offline" if cfg.wandb.mode == "disabled" else cfg.wandb.mode
     run = wandb.init(dir=str(run_dir), id=run_id, resume="allow", mode=mode, project=cfg.wandb.project,
                      entity=cfg.wandb.entity, job_type="eval" if run_id is None else None)
@@ -117,8 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of the mean")
     p.add_argument("--wandb", action="store_true", help="log the results and video to the run's W&B run")
     args = p.parse_args(argv)
-    run_dir = args.run_dir
-    for needed in (run_dir / ".hydra" / "config.yaml", run_dir / CHECKPOINT):
+    run_dir = RunDir(args.run_dir)
+    for needed in (run_dir.config, run_dir.checkpoint):
         if not needed.is_file():
             p.error(f"{needed} not found: RUN_DIR must be a pg-lab run directory with a checkpoint")
     report = evaluate(run_dir, args.episodes, args.video, args.video_episodes, args.seed, args.max_steps,

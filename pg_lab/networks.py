@@ -35,7 +35,7 @@ class ObsNormalizer(nn.Module):
     """Running mean/variance of observations, applied as (x - mean) / std clipped to ±clip.
 
     It lives in the model (buffers), not in an env wrapper, so that checkpoints, evaluation and the
-    final observations of truncated episodes all see the same statistics. Statistics are updated only
+    final observations of truncated episodes all see the same statistics. Statistics accumulate only
     between updates, so the distribution that sampled a batch is the one that scores it.
     """
 
@@ -59,7 +59,7 @@ class ObsNormalizer(nn.Module):
         return torch.clamp((obs - self._shift) * self._scale, -self.clip, self.clip)
 
     @torch.no_grad()
-    def update(self, batch: torch.Tensor) -> None:
+    def accumulate(self, batch: torch.Tensor) -> None:
         """Chan et al.'s parallel update of mean and variance with a batch of shape [n, *shape]."""
         if not self.enabled or batch.shape[0] == 0:
             return

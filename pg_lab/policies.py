@@ -48,9 +48,16 @@ class Policy(nn.Module):
         self.normalizer = normalizer if normalizer is not None else ObsNormalizer((obs_dim,), enabled=False)
         self.net = mlp(obs_dim, hidden_sizes, self._head_dim(action_space), activation, out_gain)
 
+    space_type: type[spaces.Space] = spaces.Space  # the action-space family this head acts in ...
+    space_kind = ""                                  # ... as the refusal names it
+    space_hint = ""                                  # ... and the heads to use instead
+
     @classmethod
     def check_space(cls, action_space: spaces.Space) -> None:
-        raise NotImplementedError
+        """Raise UnsupportedActionSpace, saying what to use instead, if this head cannot act in `action_space`."""
+        if not isinstance(action_space, cls.space_type):
+            raise UnsupportedActionSpace(f"policy={cls.name} needs a {cls.space_kind} action space, got "
+                                         f"{action_space}: {cls.space_hint}")
 
     def _head_dim(self, action_space: spaces.Space) -> int:
         raise NotImplementedError
@@ -68,18 +75,17 @@ class Policy(nn.Module):
         dist = self.distribution(obs)
         return self.mode(dist) if deterministic else dist.sample()
 
+    def diagnostics(self) -> dict[str, float]:
+        """Per-update numbers about the head itself, logged beside the losses."""
+        return {}
+
 
 class CategoricalPolicy(Policy):
     """Softmax over a Discrete action space."""
 
     name = "categorical"
-
-    @classmethod
-    def check_space(cls, action_space: spaces.Space) -> None:
-        if not isinstance(action_space, spaces.Discrete):
-            raise UnsupportedActionSpace(
-                f"policy=categorical needs a Discrete action space, got {action_space}: "
-                "use policy=gaussian, squashed_gaussian or beta for continuous actions")
+    space_type, space_kind = spaces.Discrete, "Discrete"
+    space_hint = "use policy=gaussian, squashed_gaussian or beta for continuous actions"
 
     def _head_dim(self, action_space: spaces.Discrete) -> int:
         return int(action_space.n)
@@ -105,13 +111,12 @@ class _BoxPolicy(Policy):
     """Shared by the continuous heads: the affine map between [-1, 1] and the Box bounds."""
 
     needs_bounds = True
+    space_type, space_kind = spaces.Box, "continuous (Box)"
+    space_hint = "use policy=categorical for discrete actions"
 
     @classmethod
     def check_space(cls, action_space: spaces.Space) -> None:
-        if not isinstance(action_space, spaces.Box):
-            raise UnsupportedActionSpace(
-                f"policy={cls.name} needs a continuous (Box) action space, got {action_space}: "
-                "use policy=categorical for discrete actions")
+        super().check_space(action_space)
         if cls.needs_bounds and not is_bounded(action_space):
             raise UnsupportedActionSpace(
                 f"policy={cls.name} needs finite action bounds, but the action space {action_space} is "
@@ -158,6 +163,11 @@ class GaussianPolicy(_BoxPolicy):
 
     def _head_dim(self, action_space: spaces.Box) -> int:
         return 2 * self.act_dim if self.state_dependent_std else self.act_dim
+
+    def diagnostics(self) -> dict[str, float]:
+        if self.state_dependent_std:
+            return {}
+        return {"action_std": self.log_std.detach().exp().mean().item()}
 
     def _mean_log_std(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.net(self.normalizer(obs))
@@ -228,12 +238,9 @@ class SquashedGaussianPolicy(GaussianPolicy):
     name = "squashed_gaussian"
     needs_bounds = True
 
-    def __init__(self, observation_space, action_space, hidden_sizes: Sequence[int] = (64, 64),
-                 activation: str = "tanh", out_gain: float = 0.01, normalizer: ObsNormalizer | None = None,
-                 init_std: float = 0.5, state_dependent_std: bool = False,
-                 log_std_min: float = -5.0, log_std_max: float = 2.0, eps: float = 1e-6):
-        super().__init__(observation_space, action_space, hidden_sizes, activation, out_gain, normalizer,
-                         init_std, state_dependent_std, log_std_min, log_std_max)
+    def __init__(self, observation_space, action_space, eps: float = 1e-6, **gaussian):
+        """eps: how far from ±1 an action is clamped before atanh; `gaussian`: GaussianPolicy's arguments."""
+        super().__init__(observation_space, action_space, **gaussian)
         self.eps = eps
 
     def distribution(self, obs: torch.Tensor) -> TanhNormal:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import random
 import signal
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +19,37 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from pg_lab.config import Config, ConfigError
-from pg_lab.learner import Learner, Progress
-from pg_lab.runlog import CHECKPOINT
+from pg_lab.reinforce import Reinforce
+from pg_lab.rundir import RunDir
 
 log = logging.getLogger("pg_lab")
+RECENT_EPISODES = 20  # final_return_mean averages the returns of this many last episodes
+
+
+@dataclass
+class Progress:
+    step: int = 0            # env steps so far
+    update: int = 0
+    wall_time_s: float = 0.0
+    episodes: int = 0
+    recent_returns: deque = field(default_factory=lambda: deque(maxlen=RECENT_EPISODES))
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "update": self.update, "wall_time_s": self.wall_time_s,
+                "episodes": self.episodes, "recent_returns": list(self.recent_returns)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step, self.update, self.wall_time_s = state["step"], state["update"], state["wall_time_s"]
+        self.episodes = state["episodes"]
+        self.recent_returns.extend(state["recent_returns"])
 
 
 class Interrupted(Exception):
     """A signal asked the run to stop; it stops at a batch boundary with a checkpoint."""
+
+    def __init__(self, signum: int | None):
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = signum
 
 
 def batch_seed(seed: int, update: int) -> int:
@@ -32,17 +57,10 @@ def batch_seed(seed: int, update: int) -> int:
     return int(np.random.SeedSequence([seed, update]).generate_state(1)[0])
 
 
-def state_dict(learner: Learner, progress: Progress, rng: dict, wandb_id: str | None) -> dict:
-    return {
-        "policy": learner.policy.state_dict(),
-        "optimizer": learner.optimizer.state_dict(),
-        "baseline": learner.baseline.state_dict(),
-        "normalizer": learner.normalizer.state_dict(),
-        "progress": {"step": progress.step, "update": progress.update, "wall_time_s": progress.wall_time_s,
-                     "episodes": progress.episodes, "recent_returns": list(progress.recent_returns)},
-        "rng": rng,
-        "wandb_run_id": wandb_id,
-    }
+def checkpoint_state(algorithm: Reinforce, progress: Progress, rng: dict, wandb_id: str | None) -> dict:
+    """What checkpoint.pt holds: the algorithm's state (policy, optimizers, baseline, observation statistics),
+    the counters, the RNG states at the batch boundary and the W&B run id."""
+    return {**algorithm.state_dict(), "progress": progress.state_dict(), "rng": rng, "wandb_run_id": wandb_id}
 
 
 def capture_rng() -> dict:
@@ -55,15 +73,9 @@ def restore_rng(rng: dict) -> None:
     random.setstate(rng["python"])
 
 
-def load_state(learner: Learner, progress: Progress, ckpt: dict) -> None:
-    learner.policy.load_state_dict(ckpt["policy"])
-    learner.optimizer.load_state_dict(ckpt["optimizer"])
-    learner.baseline.load_state_dict(ckpt["baseline"])
-    learner.normalizer.load_state_dict(ckpt["normalizer"])
-    p = ckpt["progress"]
-    progress.step, progress.update, progress.wall_time_s = p["step"], p["update"], p["wall_time_s"]
-    progress.episodes = p["episodes"]
-    progress.recent_returns.extend(p["recent_returns"])
+def load_state(algorithm: Reinforce, progress: Progress, ckpt: dict) -> None:
+    algorithm.load_state_dict(ckpt)
+    progress.load_state_dict(ckpt["progress"])
     restore_rng(ckpt["rng"])
 
 
@@ -102,15 +114,15 @@ class StopFlag:
             signal.signal(s, h)
 
 
-def resume_target(cfg: DictConfig, hc) -> tuple[DictConfig, Path]:
+def resume_target(cfg: DictConfig, hc) -> tuple[DictConfig, RunDir]:
     """`resume=DIR`: continue the run in DIR with the config it was started with (a `total_steps=` on
     this command line may extend it)."""
-    run_dir = Path(cfg.resume).expanduser().resolve()
-    if not (run_dir / CHECKPOINT).is_file():
-        raise ConfigError(f"resume={cfg.resume}: no {CHECKPOINT} in {run_dir}: nothing to resume")
-    if not (run_dir / ".hydra" / "config.yaml").is_file():
+    run_dir = RunDir(Path(cfg.resume).expanduser().resolve())
+    if not run_dir.has_checkpoint():
+        raise ConfigError(f"resume={cfg.resume}: no {run_dir.checkpoint.name} in {run_dir}: nothing to resume")
+    if not run_dir.is_run():
         raise ConfigError(f"resume={cfg.resume}: no .hydra/config.yaml in {run_dir}: not a pg-lab run directory")
-    saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    saved = run_dir.read_config()
     if any(o.startswith("total_steps=") for o in hc.overrides.task):
         saved.total_steps = cfg.total_steps
     saved.resume = None

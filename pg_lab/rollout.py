@@ -53,6 +53,17 @@ class Batch:
     def num_valid(self) -> int:
         return int(self.valid.sum())
 
+    @property
+    def num_episodes(self) -> int:
+        """Episodes that end inside the valid steps (every episode, in a batch of whole episodes)."""
+        return int((self.ends & self.valid).sum())
+
+    def flat(self, x: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """[T, N, ...] -> [num_valid, ...]: the valid steps, env-major within each time step."""
+        x = x.reshape(-1, *x.shape[2:])
+        mask = self.valid.reshape(-1)
+        return x[torch.from_numpy(mask).to(x.device)] if isinstance(x, torch.Tensor) else x[mask]
+
 
 def collect(envs: VectorEnv, policy: Policy, num_steps: int, reset_seed: int,
             device: torch.device = torch.device("cpu"),

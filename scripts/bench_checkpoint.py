@@ -9,14 +9,13 @@ import argparse
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
+from pg_lab.builder import build
 from pg_lab.config import register_schema
-from pg_lab.learner import Progress, build
-from pg_lab.resume import capture_rng, state_dict
-from pg_lab.runlog import save_checkpoint
+from pg_lab.resume import Progress, capture_rng, checkpoint_state
+from pg_lab.rundir import RunDir
 from pg_lab.train import CONF_DIR
 
 
@@ -29,18 +28,18 @@ def main() -> None:
     register_schema()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("config", overrides=[f"env={args.env}", *args.overrides])
-    learner = build(cfg, args.env)
+    envs, algorithm = build(cfg, args.env)
     with tempfile.TemporaryDirectory() as tmp:
-        path, times = Path(tmp) / "checkpoint.pt", []
+        run_dir, times = RunDir(tmp), []
         for _ in range(args.writes):
             t = time.perf_counter()
-            save_checkpoint(path, state_dict(learner, Progress(), capture_rng(), None))
+            run_dir.save_checkpoint(checkpoint_state(algorithm, Progress(), capture_rng(), None))
             times.append(time.perf_counter() - t)
-        size = path.stat().st_size
+        size = run_dir.checkpoint.stat().st_size
     print(f"{args.env} {' '.join(args.overrides)}: checkpoint {size / 1024:.0f} KiB, write median "
           f"{statistics.median(times) * 1000:.1f} ms (min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f}) "
           f"over {args.writes} writes")
-    learner.envs.close()
+    envs.close()
 
 
 if __name__ == "__main__":

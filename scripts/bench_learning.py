@@ -12,12 +12,13 @@ Runs land in outputs/bench/<task>/seed<n>/ (re-running skips finished ones).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from pg_lab.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,8 +45,7 @@ def run(task: str, seed: int, extra: list[str]) -> dict:
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
-    summary = json.loads((run_dir / "summary.json").read_text())
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    summary, rows = RunDir(run_dir).read_summary(), RunDir(run_dir).read_metrics()
     hit = next((r for r in rows if (r.get("return_recent_mean") or 0) >= 475), None)
     return {"task": task, "seed": seed, "final": summary["final_return_mean"], "steps_to_475": hit and hit["step"],
             "wall_time_s": summary["wall_time_s"], "steps": summary["total_steps"]}

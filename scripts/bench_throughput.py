@@ -17,7 +17,6 @@ hyperparameters: on CartPole-v1 the wall-clock time to a mean return >= 475 over
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import gymnasium as gym
 import numpy as np
 
 import pg_lab  # noqa: F401  (registers the quadruped)
+from pg_lab.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_IDS = {"half_cheetah": "HalfCheetah-v5", "hopper": "Hopper-v5", "quadruped": "pg_lab/Quadruped-v0",
@@ -59,7 +59,7 @@ def raw_vector(env_cfg: str, overrides: list[str], n: int = 20000) -> float:
     register_schema()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("config", overrides=[f"env={env_cfg}", *overrides])
-    envs = instantiate(cfg.env)
+    envs = instantiate(cfg.env).make_vector()
     envs.reset(seed=0)
     envs.action_space.seed(0)
     steps, t = 0, time.perf_counter()
@@ -75,8 +75,7 @@ def pg_lab_run(overrides: list[str], run_dir: Path) -> tuple[dict, list[dict]]:
     cmd = [sys.executable, "-m", "pg_lab", *overrides, "wandb.mode=disabled", "progress_bar=false",
            f"hydra.run.dir={run_dir}"]
     subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return json.loads((run_dir / "summary.json").read_text()), rows
+    return RunDir(run_dir).read_summary(), RunDir(run_dir).read_metrics()
 
 
 def throughput(envs: list[str], steps: int, overrides: list[str]) -> list[dict]:

@@ -20,7 +20,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMING = {"rollout_s", "update_s", "steps_per_s", "time_s"}
-CONFIGS = {  # name -> overrides: the refactor's contract (issue: default CartPole, HalfCheetah GAE, Beta, grad variance)
+# name -> overrides: the default CartPole run, HalfCheetah with GAE, a Beta head, grad-variance diagnostics, and
+# the other estimator, reduction, baselines, LR schedule and the squashed head
+CONFIGS = {
     "cartpole_default": ["total_steps=20000"],
     "half_cheetah_gae": ["env=half_cheetah", "baseline=gae", "env.num_envs=4", "algo.num_steps=250",
                          "total_steps=12000"],

@@ -44,6 +44,7 @@ def train_in_process(tmp_path):
     from omegaconf import open_dict
 
     from pg_lab.config import register_schema
+    from pg_lab.rundir import RunDir
     from pg_lab.train import CONF_DIR, train
 
     register_schema()
@@ -59,6 +60,6 @@ def train_in_process(tmp_path):
             HydraConfig.instance().set_config(cfg)
             with open_dict(cfg):
                 del cfg["hydra"]
-            return train(cfg, run_dir)
+            return train(cfg, RunDir(run_dir))
 
     return _train

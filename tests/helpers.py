@@ -6,6 +6,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from pg_lab.baselines import Baseline, Estimates
+
 
 class CountEnv(gym.Env):
     """Reward t+1 at step t; the episode terminates after a length drawn at reset from [min_len, max_len]
@@ -62,3 +64,15 @@ def register_test_envs() -> None:
     for name, cls in (("Count-v0", CountEnv), ("Tabular-v0", TabularMDP)):
         if f"pg_lab_test/{name}" not in gym.registry:
             gym.register(f"pg_lab_test/{name}", entry_point=cls)
+
+
+
+class ConstantBaseline(Baseline):
+    """A user's baseline, written as the README says: one class (its YAML is given as overrides in the test)."""
+
+    def __init__(self, context=None, value: float = 0.0):
+        super().__init__(context)
+        self.value = value
+
+    def advantages(self, est: Estimates, gamma: float) -> np.ndarray:
+        return est.returns - self.value

@@ -6,8 +6,8 @@ import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from pg_lab.builder import build
 from pg_lab.config import ConfigError, validate
-from pg_lab.learner import build
 from pg_lab.policies import POLICIES
 from pg_lab.train import CONF_DIR
 
@@ -27,12 +27,13 @@ def test_design_names_exist():
 
 @pytest.mark.parametrize("env", GROUPS["env"])
 def test_every_env_builds_with_its_default_head(compose, env):
-    cfg = compose(f"env={env}", "env.num_envs=1")
+    extra = ["env.id=CartPole-v1"] if env == "gymnasium" else []  # the generic option needs an id
+    cfg = compose(f"env={env}", "env.num_envs=1", *extra)
     validate(cfg)
-    learner = build(cfg, env)
-    expected = "categorical" if env in DISCRETE_ENVS else "gaussian"
-    assert learner.policy.name == expected
-    learner.envs.close()
+    envs, algorithm = build(cfg, env)
+    expected = "categorical" if env in DISCRETE_ENVS | {"gymnasium"} else "gaussian"
+    assert algorithm.policy.name == expected
+    envs.close()
 
 
 @pytest.mark.parametrize("policy", ["gaussian", "squashed_gaussian", "beta"])
@@ -41,13 +42,14 @@ def test_every_env_builds_with_its_default_head(compose, env):
 def test_every_continuous_combination_builds(compose, policy, baseline, optimizer):
     cfg = compose("env=pendulum", f"policy={policy}", f"baseline={baseline}", f"optimizer={optimizer}")
     validate(cfg)
-    learner = build(cfg, "pendulum")
-    assert isinstance(learner.policy, POLICIES[policy])
-    assert type(learner.optimizer).__name__.lower() == optimizer
-    assert (learner.baseline.critic is not None) == (baseline in ("value", "gae"))
-    if learner.baseline.critic is not None:  # the critic has its own optimizer of the chosen kind
-        assert type(learner.baseline.optimizer) is type(learner.optimizer)
-    learner.envs.close()
+    envs, algorithm = build(cfg, "pendulum")
+    assert isinstance(algorithm.policy, POLICIES[policy])
+    assert type(algorithm.optimizer).__name__.lower() == optimizer
+    assert (algorithm.baseline.critic is not None) == (baseline in ("value", "gae"))
+    if algorithm.baseline.critic is not None:  # the critic has its own optimizer of the chosen kind
+        assert type(algorithm.baseline.optimizer) is type(algorithm.optimizer)
+        assert algorithm.baseline.critic.normalizer is algorithm.policy.normalizer  # one set of statistics
+    envs.close()
 
 
 @pytest.mark.parametrize("env,policy", [("cartpole", "gaussian"), ("cartpole", "beta"),
@@ -109,17 +111,34 @@ def test_unknown_env_id_is_refused_naming_it(compose):
         build(cfg, "cartpole")
 
 
-def test_every_policy_argument_is_reachable_from_its_config(compose):
-    """TorchRL's check: each constructor argument of a `_target_` that the config can set, it does set."""
-    import inspect
-
-    from hydra.utils import get_class
-    built_in = {"self", "observation_space", "action_space", "normalizer", "obs_dim", "optimizer", "device"}
+def test_every_constructor_argument_is_reachable_from_its_config(compose):
+    """TorchRL's check: each constructor argument of a `_target_` that the config can set, it does set
+    (for a head that passes **kwargs on to its base, its base's arguments too)."""
+    from pg_lab.config import _accepted, _resolve_target
+    built_in = {"observation_space", "action_space", "normalizer", "context"}
     for group, options in GROUPS.items():
-        if group in ("env", "optimizer"):
+        if group == "optimizer":
             continue
         for option in options:
             node = compose(f"{group}={option}")[group]
-            params = set(inspect.signature(get_class(node._target_)).parameters) - built_in
+            params = set(_accepted(_resolve_target(node._target_, group))[0]) - built_in
             missing = params - set(node.keys())
             assert not missing, f"{group}={option} cannot set {sorted(missing)}"
+
+
+def test_a_typo_in_an_inherited_argument_is_still_refused(compose):
+    """SquashedGaussianPolicy takes GaussianPolicy's arguments through **kwargs: typos must not slip through."""
+    validate(compose("env=pendulum", "policy=squashed_gaussian", "policy.init_std=0.3"))
+    with pytest.raises(ConfigError, match="policy.init_sdt: pg_lab.policies.SquashedGaussianPolicy takes no argument"):
+        validate(compose("env=pendulum", "policy=squashed_gaussian", "+policy.init_sdt=0.3"))
+
+
+def test_in_group_inheritance_keeps_each_option_whole(compose):
+    """Env files extend env/gymnasium.yaml; squashed_gaussian extends gaussian; gae extends value."""
+    cfg = compose("env=half_cheetah", "policy=squashed_gaussian", "baseline=gae")
+    assert cfg.env._target_ == "pg_lab.envs.EnvFactory" and cfg.env.id == "HalfCheetah-v5"
+    assert cfg.env.num_envs == 16 and cfg.env.vectorization == "sync"
+    assert cfg.policy._target_.endswith("SquashedGaussianPolicy") and cfg.policy.init_std == 0.5
+    assert cfg.baseline._target_.endswith("GAEBaseline") and cfg.baseline.epochs == 5
+    with pytest.raises(ConfigError, match="env.id"):  # the generic option wants an id
+        validate(compose("env=gymnasium"))

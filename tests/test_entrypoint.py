@@ -47,6 +47,12 @@ def test_a_run_writes_the_run_directory_contract_and_an_offline_wandb_run(tmp_pa
     record = json.loads(out)
     assert record["summary"]["episode_return_mean"] == pytest.approx(rows[-1]["episode_return_mean"])
     assert record["summary"]["step"] == rows[-1]["step"]
+    # the time series, namespaced as dashboards group them; summary.json's fields in the summary
+    assert record["summary"]["charts/episode_return_mean"] == pytest.approx(rows[-1]["episode_return_mean"])
+    assert record["summary"]["losses/policy_loss"] == pytest.approx(rows[-1]["policy_loss"])
+    assert record["summary"]["diagnostics/grad_norm"] == pytest.approx(rows[-1]["grad_norm"])
+    assert record["summary"]["status"] == "finished" and record["summary"]["final_return_mean"] == pytest.approx(
+        summary["final_return_mean"])
     assert record["config"]["env"]["id"] == "CartPole-v1" and record["config"]["total_steps"] == 3000
     assert record["name"] == "env=cartpole,total_steps=3000"
 

@@ -1,7 +1,8 @@
 """The lecture's derivation as a test.
 
 On a small MDP the exact gradient ∇θ E[G(τ)] is computed by enumerating every trajectory; the mean of
-many REINFORCE estimates, produced by the real collector, estimator, baselines and update, must match it
+many REINFORCE estimates, produced by the real collector and `Reinforce.update` (estimator, baselines,
+loss), must match it
 within statistical error — for both return estimators, with and without baselines.
 """
 
@@ -12,12 +13,12 @@ import pytest
 import torch
 from helpers import TabularMDP
 
-from pg_lab.baselines import GAEBaseline, MeanBaseline, NoBaseline, ValueBaseline
+from pg_lab.baselines import Context, GAEBaseline, MeanBaseline, NoBaseline, ValueBaseline
 from pg_lab.config import Estimator, Reduction
 from pg_lab.envs import make_vector_env
 from pg_lab.networks import ObsNormalizer
 from pg_lab.policies import CategoricalPolicy
-from pg_lab.reinforce import estimate, reinforce_update
+from pg_lab.reinforce import Reinforce
 from pg_lab.rollout import collect
 
 N_ENVS, N_BATCHES = 200, 120
@@ -48,15 +49,14 @@ def exact_gradient(policy: CategoricalPolicy, gamma: float) -> torch.Tensor:
 
 
 def reinforce_estimates(policy, envs, baseline, gamma, estimator, reduction=Reduction.sum) -> np.ndarray:
+    """The policy gradient of N_BATCHES batches through the real `Reinforce.update` (the baseline learns from
+    each batch after its step, as in training: it depends on past batches only, so it stays unbiased)."""
     optimizer = torch.optim.SGD(policy.parameters(), lr=0.0)  # read the gradient, leave θ where it is
+    algorithm = Reinforce(policy, optimizer, baseline, gamma=gamma, estimator=estimator, reduction=reduction,
+                          normalize_advantage=False, max_grad_norm=None)
     grads = []
     for k in range(N_BATCHES):
-        batch = collect(envs, policy, TabularMDP.HORIZON, reset_seed=k)
-        est = estimate(batch, baseline, gamma, estimator)
-        advantages = baseline.advantages(est, gamma)
-        reinforce_update(policy, optimizer, batch, advantages, reduction=reduction, normalize_advantage=False,
-                         ent_coef=0.0, max_grad_norm=None, num_episodes=int(batch.ends.sum()),
-                         device=torch.device("cpu"))
+        algorithm.update(collect(envs, policy, TabularMDP.HORIZON, reset_seed=k))
         # the loss is −J, so its gradient is −∇J
         grads.append(-torch.cat([p.grad.flatten() for p in policy.parameters()]).numpy())
     return np.array(grads)
@@ -73,7 +73,8 @@ def make_baseline(name: str):
     cls = ValueBaseline if name == "value" else GAEBaseline
     kwargs = {"lam": 1.0} if name == "gae" else {}
     # an untrained, random critic: any function of the state is a valid baseline
-    return cls(2, ObsNormalizer((2,), enabled=False), torch.optim.Adam, hidden_sizes=(8,), **kwargs)
+    context = Context(2, ObsNormalizer((2,), enabled=False), torch.optim.Adam, torch.device("cpu"))
+    return cls(context, hidden_sizes=(8,), epochs=1, minibatches=1, **kwargs)
 
 
 @pytest.mark.parametrize("estimator,gamma,baseline", [

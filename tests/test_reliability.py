@@ -17,7 +17,16 @@ from test_entrypoint import PG_LAB, metrics
 from pg_lab.config import ConfigError
 from pg_lab.envs.quadruped import DEFAULT_XML
 from pg_lab.rollout import NonFiniteError
-from pg_lab.runlog import atomic_write, load_checkpoint, save_checkpoint
+from pg_lab.rundir import RunDir, atomic_write
+
+
+def load_checkpoint(path: Path) -> dict:
+    return RunDir(path.parent).load_checkpoint()
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    RunDir(path.parent).save_checkpoint(state)
+
 
 ARGS = ["env=cartpole", "seed=3", "total_steps=20000", "wandb.mode=disabled", "progress_bar=false"]
 
@@ -249,7 +258,7 @@ def test_device_cuda_without_a_gpu_is_refused(tmp_path, train_in_process):
 
 
 def test_device_auto_picks_what_exists():
-    from pg_lab.learner import resolve_device
+    from pg_lab.builder import resolve_device
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("cpu").type == "cpu"
 
@@ -284,14 +293,14 @@ def test_an_unwritable_output_dir_is_refused(tmp_path):
 
 
 def test_debug_turns_on_anomaly_detection_and_argument_validation(tmp_path, train_in_process, monkeypatch):
-    from pg_lab import reinforce, train
+    from pg_lab.reinforce import Reinforce
     seen = []
-    real = reinforce.reinforce_update
+    real = Reinforce.update
 
     def spy(*a, **k):
         seen.append((torch.is_anomaly_enabled(), torch.distributions.Distribution._validate_args))
         return real(*a, **k)
-    monkeypatch.setattr(train, "reinforce_update", spy)
+    monkeypatch.setattr(Reinforce, "update", spy)
     try:
         train_in_process("algo.debug=true", "total_steps=1000", run_dir=tmp_path / "run")
     finally:

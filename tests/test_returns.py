@@ -5,12 +5,11 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from pg_lab.baselines import GAEBaseline, NoBaseline, ValueBaseline
+from pg_lab.baselines import Context, GAEBaseline, NoBaseline, ValueBaseline
 from pg_lab.config import Estimator
 from pg_lab.envs import make_vector_env
 from pg_lab.networks import ObsNormalizer
 from pg_lab.policies import CategoricalPolicy
-from pg_lab.reinforce import estimate
 from pg_lab.returns import episode_stats, gae, reward_to_go, trajectory_returns
 from pg_lab.rollout import collect
 
@@ -96,12 +95,12 @@ def test_collect_is_reproducible_from_its_reset_seed():
 def test_truncation_bootstraps_with_the_critic_and_termination_does_not(baseline_cls):
     kw = {"min_len": 3, "max_len": 3}
     norm = ObsNormalizer((2,), enabled=False)
-    baseline = baseline_cls(2, norm, torch.optim.Adam, hidden_sizes=(8,))
+    baseline = baseline_cls(Context(2, norm, torch.optim.Adam, torch.device("cpu")), hidden_sizes=(8,))
     for truncate in (False, True):
         envs = make_vector_env("pg_lab_test/Count-v0", num_envs=1, kwargs={**kw, "truncate": truncate})
         policy = CategoricalPolicy(envs.single_observation_space, envs.single_action_space, hidden_sizes=())
         batch = collect(envs, policy, 3, reset_seed=0)
-        est = estimate(batch, baseline, G, Estimator.reward_to_go)
+        est = baseline.estimate(batch, G, Estimator.reward_to_go)
         with torch.no_grad():
             v_final = baseline.critic(torch.tensor([[3.0, 3.0]])).item()  # the final observation [t=3, L=3]
         bootstrap = v_final if truncate else 0.0
@@ -114,7 +113,7 @@ def test_truncation_bootstraps_with_the_critic_and_termination_does_not(baseline
 def test_without_a_critic_truncation_is_not_bootstrapped():
     envs = make_vector_env("pg_lab_test/Count-v0", num_envs=1, kwargs={"min_len": 3, "max_len": 3, "truncate": True})
     policy = CategoricalPolicy(envs.single_observation_space, envs.single_action_space, hidden_sizes=())
-    est = estimate(collect(envs, policy, 3, reset_seed=0), NoBaseline(), G, Estimator.trajectory)
+    est = NoBaseline().estimate(collect(envs, policy, 3, reset_seed=0), G, Estimator.trajectory)
     assert np.allclose(est.returns[:, 0], 1 + G * 2 + G**2 * 3)
 
 
@@ -122,7 +121,7 @@ def test_obs_normalizer_matches_numpy():
     norm = ObsNormalizer((3,))
     data = np.random.default_rng(0).normal(5.0, 3.0, size=(1000, 3))
     for chunk in np.split(data, [10, 400, 401]):
-        norm.update(torch.from_numpy(chunk))
+        norm.accumulate(torch.from_numpy(chunk))
     assert np.allclose(norm.mean.numpy(), data.mean(0)) and np.allclose(norm.var.numpy(), data.var(0))
     x = torch.from_numpy(data[:4]).float()
     assert torch.allclose(norm(x), ((x - torch.tensor(data.mean(0))) / torch.tensor(data.std(0))).float(),

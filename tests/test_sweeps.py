@@ -45,6 +45,16 @@ def test_joblib_sweep_one_wandb_run_per_job_in_one_group(tmp_path):
     assert sorted(r["config"]["update"]["seed"] for r in records) == [0, 1]  # config logged resolved
     # the sweep's closing table lists each job
     assert "2/2 jobs finished" in proc.stdout and (tmp_path / "sweep_summary.csv").exists()
+    # and per configuration, seeds collapsed, by the same key as W&B's job_type
+    assert "per configuration" in proc.stdout
+    assert any(line.startswith("env=cartpole,total_steps=2000  2/2") for line in proc.stdout.splitlines())
+
+
+def test_sweeping_over_a_bookkeeping_key_is_refused(tmp_path):
+    """torch_threads is left out of job directory names: two values would share one directory."""
+    proc = sweep(tmp_path, "torch_threads=1,2", "total_steps=2000")
+    assert proc.returncode != 0 and "cannot sweep over torch_threads" in proc.stderr
+    assert not list(tmp_path.glob("*/summary.json"))
 
 
 def test_submitit_local_sweep(tmp_path):

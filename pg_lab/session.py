@@ -1,0 +1,176 @@
+"""A run's life in its directory, and what the process does when it ends: failure handling in one place.
+
+`RunSession` (a context manager around the training loop) opens metrics.jsonl and the W&B run, records each
+update (counters, the metrics line, W&B, the progress bar, periodic checkpoints) and, however the loop ends,
+writes summary.json, closes everything and logs one closing line:
+- finished: a last checkpoint was taken by the loop;
+- a signal (`Interrupted`): a checkpoint at the last batch boundary, status `interrupted`, exit 128 + signal;
+- anything else: status `failed`, error.txt with the traceback, the last good checkpoint kept, re-raised.
+
+`task_wrapper` (around the Hydra task function) decides what the process does with a failure: a single run
+prints a refused configuration as `pg-lab: error: ...` and exits 2; a sweep job records any failure in its
+directory and returns NaN so the other jobs go on (the sweep's report, pg_lab.sweeps, shows it).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import sys
+import time
+import traceback
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from pg_lab.config import ConfigError
+from pg_lab.reinforce import Reinforce
+from pg_lab.resume import Interrupted, Progress, StopFlag, capture_rng, checkpoint_state
+from pg_lab.returns import episode_stats
+from pg_lab.rollout import Batch
+from pg_lab.rundir import RunDir
+from pg_lab.tracking import JobIdentity, WandbRun
+
+log = logging.getLogger("pg_lab")
+
+
+class RunSession:
+    def __init__(self, cfg: DictConfig, run_dir: RunDir, job: JobIdentity, algorithm: Reinforce,
+                 progress: Progress, envs, checkpoint: dict | None):
+        self.cfg, self.run_dir, self.algorithm, self.progress, self.envs = cfg, run_dir, algorithm, progress, envs
+        self.metrics = run_dir.open_metrics(progress.step if checkpoint is not None else None)
+        wandb_id = (checkpoint or {}).get("wandb_run_id") or run_dir.read_wandb_id()
+        self.wandb = WandbRun(cfg, run_dir, job, wandb_id)
+        self.stop = StopFlag()
+        self.bar = tqdm(total=cfg.total_steps, initial=progress.step, unit="step", dynamic_ncols=True,
+                        disable=None if cfg.progress_bar else True, desc=job.env_choice)
+        self.started = time.perf_counter()
+        self.steps_at_start, self.wall_at_start = progress.step, progress.wall_time_s
+        self.rng = capture_rng()
+        self.summary: dict = {}
+
+    def elapsed(self) -> float:
+        return self.wall_at_start + time.perf_counter() - self.started
+
+    def boundary(self) -> None:
+        """A batch boundary: remember the RNG state an interrupted run saves; stop here if a signal came."""
+        self.rng = capture_rng()
+        if self.stop():
+            raise Interrupted(self.stop.signum)
+
+    def checkpoint(self, rng: dict) -> None:
+        self.progress.wall_time_s = self.elapsed()
+        self.run_dir.save_checkpoint(checkpoint_state(self.algorithm, self.progress, rng, self.wandb.run_id))
+
+    def record(self, batch: Batch, metrics: dict[str, float]) -> None:
+        """Count the batch, write its metrics line (metrics.jsonl, W&B), move the bar, checkpoint on schedule."""
+        p = self.progress
+        returns, lengths = episode_stats(batch.rewards, batch.ends, batch.valid)
+        p.step += batch.env_steps
+        p.update += 1
+        p.episodes += len(returns)
+        p.recent_returns.extend(returns.tolist())
+        elapsed = self.elapsed()
+        row = {
+            "step": p.step, "update": p.update,
+            "episode_return_mean": float(returns.mean()) if len(returns) else None,
+            "episode_length_mean": float(lengths.mean()) if len(lengths) else None,
+            "episodes": int(len(returns)),
+            "return_recent_mean": float(np.mean(p.recent_returns)) if p.recent_returns else None,
+            **metrics,
+            "discarded_frac": 1.0 - batch.num_valid / batch.env_steps,
+            "lr": self.algorithm.optimizer.param_groups[0]["lr"],
+            "steps_per_s": (p.step - self.steps_at_start) / max(elapsed - self.wall_at_start, 1e-9),
+            "time_s": elapsed,
+        }
+        self.metrics.write(row)
+        self.wandb.log(row)
+        self.bar.update(batch.env_steps)
+        if row["return_recent_mean"] is not None:
+            self.bar.set_postfix(ret=f"{row['return_recent_mean']:.1f}", sps=f"{row['steps_per_s']:.0f}")
+        if p.update % self.cfg.checkpoint_every == 0 or p.step >= self.cfg.total_steps:
+            self.checkpoint(capture_rng())
+
+    @property
+    def final_return(self) -> float:
+        value = self.summary.get("final_return_mean")
+        return value if value is not None else math.nan
+
+    def __enter__(self) -> RunSession:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        status = "finished" if exc is None else "interrupted" if isinstance(exc, Interrupted) else "failed"
+        try:
+            if status == "interrupted":
+                self.checkpoint(self.rng)
+                log.warning("stopped by signal %s at step %d: checkpoint saved; run the same command to resume",
+                            exc.signum, self.progress.step)
+            elif status == "failed":
+                self.run_dir.write_error("".join(traceback.format_exception(exc_type, exc, tb)))
+                log.error("run failed at step %d: %s: %s (traceback in %s)", self.progress.step, exc_type.__name__,
+                          exc, self.run_dir.error)
+        finally:
+            self._close(status, exc)
+        if status == "interrupted":
+            self.stop.hand_on()
+            raise SystemExit(128 + exc.signum)
+        return False
+
+    def _close(self, status: str, exc: BaseException | None) -> None:
+        self.bar.close()
+        self.stop.restore()
+        p, wall = self.progress, self.elapsed()
+        self.summary = {
+            "status": status,
+            "total_steps": p.step,
+            "wall_time_s": wall,
+            "steps_per_s": p.step / wall if wall > 0 else 0.0,
+            "final_return_mean": float(np.mean(p.recent_returns)) if p.recent_returns else None,
+            "episodes": p.episodes,
+            "updates": p.update,
+            "seed": self.cfg.seed,
+        }
+        if status == "failed":
+            self.summary["error"] = f"{type(exc).__name__}: {exc}"
+        self.run_dir.write_summary(self.summary)
+        self.metrics.close()
+        self.wandb.finish(self.summary, exit_code=0 if status != "failed" else 1)
+        self.envs.close()
+
+
+def task_wrapper(task: Callable[[DictConfig, RunDir], float]) -> Callable[[DictConfig], float]:
+    """The Hydra task function's failure handling (lightning-hydra-template's habit)."""
+
+    @functools.wraps(task)
+    def wrapped(cfg: DictConfig) -> float:
+        hc = HydraConfig.get()
+        run_dir = RunDir(hc.runtime.output_dir)
+        try:
+            return task(cfg, run_dir)
+        except Exception as e:  # noqa: BLE001 - sorted below by mode and kind
+            if hc.mode != RunMode.MULTIRUN:
+                if isinstance(e, ConfigError):
+                    print(f"pg-lab: error: {e}", file=sys.stderr)
+                    sys.exit(2)
+                raise
+            # one job of a sweep: record the failure in its directory and let the others go on
+            if run_dir.read_summary() is None:
+                run_dir.write_summary({"status": "failed", "error": f"{type(e).__name__}: {e}"})
+                run_dir.write_error(traceback.format_exc())
+            log.error("job failed: %s: %s", type(e).__name__, e)
+            return float("nan")
+
+    return wrapped
+
+
+def set_debug(debug: bool) -> None:
+    """algo.debug: autograd anomaly detection and torch.distributions argument validation (slow)."""
+    torch.autograd.set_detect_anomaly(debug)
+    torch.distributions.Distribution.set_default_validate_args(debug)
