@@ -9,9 +9,12 @@ against the target's signature before anything is built, so a typo there fails b
 from __future__ import annotations
 
 import collections.abc
+import dataclasses
 import enum
 import importlib
 import inspect
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -74,12 +77,15 @@ class WandbConfig:
     name: str | None = None        # default: the job's overrides, e.g. "policy=beta,seed=3"
     job_type: str | None = None
     tags: list[str] = field(default_factory=list)
+    init_timeout: float = 30.0     # seconds W&B may take to start (online: reach its server); then the run goes on
 
 
 @dataclass
 class Config:
     seed: int = 0
-    total_steps: int = 100_000
+    # env steps; any type here so that `total_steps=1e6` (as CleanRL and zoo users write it) composes: validate()
+    # accepts an integral number and stores it as an int, and refuses anything else naming the key
+    total_steps: Any = 100_000
     device: Device = Device.cpu
     name: str = "default"            # names the sweep directory and the W&B group of a multirun
     # torch threads for the update (rollouts always use one: per-step inference on a few envs is fastest so).
@@ -90,6 +96,9 @@ class Config:
     checkpoint_every: int = 5        # updates between checkpoints (and one at the end)
     progress_bar: bool = True
     resume: str | None = None        # a run directory to continue (its saved config is used)
+    # a run directory whose record came from another config is refused; fresh=true moves that record aside
+    # (to <dir>.replaced-<time>) and trains this config there instead
+    fresh: bool = False
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
     env: Any = MISSING
@@ -114,20 +123,29 @@ def register_schema() -> None:
 _GROUPS = ("env", "policy", "baseline", "optimizer")
 
 
+SEED_LIMIT = 2**32  # numpy's seeds are 32-bit
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.,=+-]*")
+
+
 def validate(cfg: DictConfig) -> None:
-    """Reject configurations that would fail or mislead later, naming the key. Builds nothing."""
-    unknown = sorted(set(cfg.keys()) - set(Config.__dataclass_fields__))
-    if unknown:
-        raise ConfigError(f"unknown top-level key(s) {unknown}: not in the pg_lab config "
-                          f"(known: {sorted(Config.__dataclass_fields__)})")
+    """Reject configurations that would fail or mislead later, naming the key. Builds nothing.
+    Also normalises `total_steps` given as an integral float (1e6) to an int."""
+    _check_schema_keys(cfg, Config, "")
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"{', '.join(missing)} must be set (it is ??? in the config): e.g. "
                           f"{missing[0]}=...")
-    if cfg.total_steps <= 0:
-        raise ConfigError(f"total_steps must be a positive number of env steps, got {cfg.total_steps}")
-    if cfg.seed < 0:
-        raise ConfigError(f"seed must be >= 0, got {cfg.seed}")
+    _check_finite(cfg, "")
+    steps = cfg.total_steps
+    if isinstance(steps, bool) or not isinstance(steps, (int, float)) or steps != int(steps) or steps <= 0:
+        raise ConfigError(f"total_steps must be a positive whole number of env steps (e.g. 1000000 or 1e6), "
+                          f"got {steps!r}")
+    cfg.total_steps = int(steps)
+    if not 0 <= cfg.seed < SEED_LIMIT:
+        raise ConfigError(f"seed must be in [0, 2**32), got {cfg.seed}")
+    if not NAME_PATTERN.fullmatch(cfg.name) or ".." in cfg.name:
+        raise ConfigError(f"name={cfg.name!r} names a directory under outputs/sweeps/: use letters, digits and "
+                          "_ . , = + - (no '/' or '..')")
     algo = cfg.algo
     if not 0.0 < algo.gamma <= 1.0:
         raise ConfigError(f"algo.gamma must be in (0, 1], got {algo.gamma}")
@@ -135,9 +153,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"algo.num_steps must be positive, got {algo.num_steps}")
     if algo.grad_variance_chunks < 0 or algo.grad_variance_chunks == 1:
         raise ConfigError(f"algo.grad_variance_chunks must be 0 (off) or >= 2, got {algo.grad_variance_chunks}")
-    if algo.ent_coef < 0:
+    if not algo.ent_coef >= 0:
         raise ConfigError(f"algo.ent_coef must be >= 0, got {algo.ent_coef}")
-    if algo.max_grad_norm is not None and algo.max_grad_norm <= 0:
+    if algo.max_grad_norm is not None and not algo.max_grad_norm > 0:
         raise ConfigError(f"algo.max_grad_norm must be positive or null, got {algo.max_grad_norm}")
     if cfg.checkpoint_every <= 0:
         raise ConfigError(f"checkpoint_every must be positive, got {cfg.checkpoint_every}")
@@ -145,10 +163,46 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"torch_threads must be positive, got {cfg.torch_threads}")
     for group in _GROUPS:
         check_targets(cfg[group], group)
+    for group in ("optimizer", "baseline"):
+        lr = cfg[group].get("lr")
+        if isinstance(lr, (int, float)) and not lr > 0:
+            raise ConfigError(f"{group}.lr must be a positive learning rate, got {lr}")
+    for group in ("policy", "baseline"):
+        sizes = cfg[group].get("hidden_sizes")
+        if OmegaConf.is_list(sizes) and not all(isinstance(h, int) and h >= 1 for h in sizes):
+            raise ConfigError(f"{group}.hidden_sizes must be layer widths >= 1, got {list(sizes)}")
     # a baseline refuses the algo settings it cannot honour itself (Baseline.check_config)
     check = getattr(_resolve_target(cfg.baseline._target_, "baseline"), "check_config", None)
     if check is not None:
         check(algo)
+
+
+def _check_schema_keys(node: DictConfig, schema: type, prefix: str) -> None:
+    """Keys under a schema node (the top level, algo, wandb) must be the schema's: `+algo.gama=0.9`, which
+    Hydra's own hint suggests for a typo, is refused here."""
+    known = set(schema.__dataclass_fields__)
+    unknown = sorted(set(node.keys()) - known)
+    if unknown:
+        where = f"key(s) under {prefix.rstrip('.')}" if prefix else "top-level key(s)"
+        raise ConfigError(f"unknown {where} {[prefix + k for k in unknown]}: not in the pg_lab config "
+                          f"(known: {sorted(prefix + k for k in known)})")
+    for name, f in schema.__dataclass_fields__.items():
+        if dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
+            _check_schema_keys(node[name], f.default_factory, f"{prefix}{name}.")
+
+
+def _check_finite(node: Any, key: str) -> None:
+    """No NaN anywhere, and no infinity outside env.kwargs (where e.g. an open-ended healthy range may use it)."""
+    if isinstance(node, DictConfig):
+        for k in node:
+            if not OmegaConf.is_missing(node, k):
+                _check_finite(node[k], f"{key}.{k}" if key else str(k))
+    elif isinstance(node, ListConfig):
+        for i, v in enumerate(node):
+            _check_finite(v, f"{key}[{i}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        if math.isnan(node) or not key.startswith("env.kwargs"):
+            raise ConfigError(f"{key} must be a finite number, got {node}")
 
 
 def _resolve_target(path: str, key: str) -> Any:

@@ -17,6 +17,8 @@ def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: str 
     following Andrychowicz et al. 2020: near-uniform initial actions)."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    if any(int(h) < 1 for h in hidden_sizes):
+        raise ValueError(f"hidden_sizes must be layer widths >= 1, got {list(hidden_sizes)}")
     layers: list[nn.Module] = []
     sizes = [in_dim, *hidden_sizes]
     for a, b in zip(sizes[:-1], sizes[1:]):

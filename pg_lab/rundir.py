@@ -21,11 +21,19 @@ logged but not what it learns. The same list keeps those keys out of a sweep job
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import hashlib
 import json
+import logging
 import math
 import os
+import shutil
+import socket
 import tempfile
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +41,14 @@ import torch
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+log = logging.getLogger("pg_lab")
+
 # keys that do not change what a run learns: left out of job directory names and of the grouping key
 BOOKKEEPING_KEYS = ("wandb.mode", "wandb.project", "wandb.entity", "wandb.group", "wandb.name", "wandb.job_type",
-                    "wandb.tags", "device", "progress_bar", "name", "experiment", "resume", "torch_threads",
-                    "checkpoint_every", "hydra.launcher.n_jobs")
+                    "wandb.tags", "wandb.init_timeout", "device", "progress_bar", "name", "experiment", "resume",
+                    "torch_threads", "checkpoint_every", "fresh", "hydra.launcher.n_jobs")
+# also not part of a run's config fingerprint: a resumed run may be given more steps
+FINGERPRINT_IGNORED = (*BOOKKEEPING_KEYS, "total_steps")
 SEED_KEY = "seed"
 
 
@@ -51,23 +63,80 @@ def grouping_key(overrides: Iterable[str]) -> str:
     return ",".join(kept) or "default"
 
 
+class RunDirBusy(RuntimeError):
+    """Another live process holds the run directory's lock."""
+
+
+def flat_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as {"algo.gamma": 0.99, ...}, less the keys that do not change what is learned."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, key: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{key}.{k}" if key else str(k))
+        elif key not in FINGERPRINT_IGNORED and not key.startswith(("wandb.", "hydra.")):
+            flat[key] = node
+    walk(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "")
+    return flat
+
+
+def fingerprint(flat: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return [f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}"
+            for k in sorted(old.keys() | new.keys()) if old.get(k, "<absent>") != new.get(k, "<absent>")]
+
+
+def _disk_full_message(path: Path, e: BaseException) -> str | None:
+    """Say so when a failed write is a full disk (torch's writer reports it as 'unexpected pos')."""
+    full = isinstance(e, OSError) and e.errno == errno.ENOSPC
+    if not full:
+        try:
+            st = os.statvfs(path.parent)
+        except OSError:
+            return None
+        full = st.f_bavail * st.f_frsize < 1 << 20  # under 1 MiB free
+    return f"no space left on device: cannot write {path} ({type(e).__name__}: {e})" if full else None
+
+
 def atomic_write(path: Path, write: Callable[[Any], None], binary: bool = False) -> None:
-    """Write through `write(file)` into a temp file beside `path`, fsync it, then rename over `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write through `write(file)` into a temp file beside `path`, fsync it, then rename over `path`.
+    A full disk is reported as such, naming the file."""
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from the rest of a research group
         with os.fdopen(fd, "wb" if binary else "w") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        message = _disk_full_message(path, e) if isinstance(e, Exception) else None
+        if message:
+            raise OSError(errno.ENOSPC, message) from e
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+class ConfigMismatch(ValueError):
+    """The directory's record was produced by another config."""
+
+
+REPLACED = ".replaced-"
+STOP_MARKER = ".stop"  # in a sweep directory: a signal stopped the sweep; jobs not yet started do not start
+# what `fresh=true` moves aside: everything that describes the old run (train.log is copied)
+RECORD = ("checkpoint.pt", "summary.json", "metrics.jsonl", "wandb_run_id", "error.txt", "eval.json", "wandb",
+          ".hydra")
 
 
 class RunDir:
@@ -82,6 +151,9 @@ class RunDir:
         self.overrides = self.path / ".hydra" / "overrides.yaml"
         self.wandb_id = self.path / "wandb_run_id"
         self.error = self.path / "error.txt"
+        self.log = self.path / "train.log"
+        self.lock_file = self.path / ".lock"
+        self.refused = self.path / ".refused"
 
     def __str__(self) -> str:
         return str(self.path)
@@ -89,6 +161,107 @@ class RunDir:
     def is_run(self) -> bool:
         """A directory Hydra launched a pg-lab job in (it has the composed config)."""
         return self.config.is_file()
+
+    def is_replaced(self) -> bool:
+        """A record moved aside by `fresh=true`: not part of its sweep any more."""
+        return REPLACED in self.path.name
+
+    def remove_if_empty(self) -> None:
+        """After a refusal: leave no run directory behind (only an empty one is removed)."""
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass
+
+    # ------------------------------------------------------------------ one process per directory
+
+    def lock(self) -> None:
+        """Hold an exclusive lock on the directory for the life of this process (the kernel drops it when the
+        process dies, so a lock never outlives its holder). A second process is refused, naming the holder."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise RunDirBusy(f"{self.path} is in use by {holder}: one process per run directory (wait for it, "
+                             "or use another directory)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self, remove: bool = False) -> None:
+        fd = getattr(self, "_lock_fd", None)
+        if fd is not None:
+            if remove:  # a refused command leaves nothing behind
+                self.lock_file.unlink(missing_ok=True)
+            os.close(fd)  # releases the flock
+            self._lock_fd = None
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[RunDir]:
+        self.lock()
+        try:
+            yield self
+        finally:
+            self.unlock(remove=not self.is_run())
+
+    def mark_refused(self, reason: str) -> None:
+        """A sweep job refused without touching the record (another process holds it, or another config made
+        it): say so beside the record, for the sweep's table."""
+        self.refused.write_text(reason)
+
+    # ------------------------------------------------------------------ what config the record belongs to
+
+    def recorded_config(self) -> dict[str, Any] | None:
+        """The flat config the checkpoint (or else the summary) was produced with; None if there is no record."""
+        if self.has_checkpoint():
+            return self.load_checkpoint().get("config")
+        summary = self.read_summary()
+        return summary.get("config") if summary else None
+
+    def check_record(self, cfg: DictConfig, fresh: bool = False) -> None:
+        """Refuse to continue or skip a record made with another config, naming the keys that differ; with
+        `fresh`, move that record aside (to a sibling directory) instead."""
+        old = self.recorded_config()
+        if old is None:
+            return
+        new = flat_config(cfg)
+        differences = config_differences(old, new)
+        if not differences:
+            return
+        if not fresh:
+            shown = "; ".join(differences[:6]) + (f"; and {len(differences) - 6} more" if len(differences) > 6 else "")
+            raise ConfigMismatch(
+                f"another config made the record in {self.path.name} ({shown}): refusing to resume or skip it under "
+                f"this one. Use another directory (name=... for a sweep, hydra.run.dir=... for a run), or fresh=true "
+                f"to move that record aside and start afresh in {self.path}")
+        aside = self.move_record_aside()
+        log.warning("%s held a run of another config (%s): moved to %s; starting afresh", self.path,
+                    "; ".join(differences[:3]), aside)
+
+    def move_record_aside(self) -> Path:
+        aside = self.path.with_name(f"{self.path.name}{REPLACED}{time.strftime('%Y%m%d-%H%M%S')}")
+        aside.mkdir()
+        for name in RECORD:
+            if (self.path / name).exists():
+                shutil.move(self.path / name, aside / name)
+        if self.log.exists():
+            shutil.copy2(self.log, aside / self.log.name)
+        return aside
+
+    def write_record(self, cfg: DictConfig, hydra_cfg: DictConfig | None, overrides: list[str] | None) -> None:
+        """Hydra's record (.hydra/config.yaml, hydra.yaml, overrides.yaml), written by pg_lab once the run
+        holds the directory (hydra.output_subdir is null): a refused command or a second process never
+        rewrites the record of the run that is there."""
+        self.config.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.config, lambda f: f.write(OmegaConf.to_yaml(cfg)))
+        if hydra_cfg is not None:
+            atomic_write(self.config.with_name("hydra.yaml"),
+                         lambda f: f.write(OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg}))))
+        if overrides is not None:
+            atomic_write(self.overrides, lambda f: f.write(OmegaConf.to_yaml(OmegaConf.create(list(overrides)))))
 
     # ------------------------------------------------------------------ Hydra's record
 
@@ -172,8 +345,14 @@ class MetricsFile:
         self.file = open(self.path, "a")
 
     def write(self, metrics: dict) -> None:
-        self.file.write(json.dumps(metrics) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps(metrics) + "\n")
+            self.file.flush()
+        except OSError as e:
+            message = _disk_full_message(self.path, e)
+            if message:
+                raise OSError(errno.ENOSPC, message) from e
+            raise
 
     def close(self) -> None:
         self.file.close()

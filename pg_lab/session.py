@@ -17,10 +17,12 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import signal
 import sys
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,7 +36,7 @@ from pg_lab.reinforce import Reinforce
 from pg_lab.resume import Interrupted, Progress, StopFlag, capture_rng, checkpoint_state
 from pg_lab.returns import episode_stats
 from pg_lab.rollout import Batch
-from pg_lab.rundir import RunDir
+from pg_lab.rundir import STOP_MARKER, ConfigMismatch, RunDir, RunDirBusy, fingerprint, flat_config
 from pg_lab.tracking import JobIdentity, WandbRun
 
 log = logging.getLogger("pg_lab")
@@ -46,7 +48,7 @@ class RunSession:
         self.cfg, self.run_dir, self.algorithm, self.progress, self.envs = cfg, run_dir, algorithm, progress, envs
         self.metrics = run_dir.open_metrics(progress.step if checkpoint is not None else None)
         wandb_id = (checkpoint or {}).get("wandb_run_id") or run_dir.read_wandb_id()
-        self.wandb = WandbRun(cfg, run_dir, job, wandb_id)
+        self.wandb = WandbRun(cfg, run_dir, job, wandb_id, list(HydraConfig.get().overrides.task))
         self.stop = StopFlag()
         self.bar = tqdm(total=cfg.total_steps, initial=progress.step, unit="step", dynamic_ncols=True,
                         disable=None if cfg.progress_bar else True, desc=job.env_choice)
@@ -54,6 +56,8 @@ class RunSession:
         self.steps_at_start, self.wall_at_start = progress.step, progress.wall_time_s
         self.rng = capture_rng()
         self.summary: dict = {}
+        self.config = flat_config(cfg)  # what checkpoints and the summary are tied to
+        self.multirun = HydraConfig.get().mode == RunMode.MULTIRUN
 
     def elapsed(self) -> float:
         return self.wall_at_start + time.perf_counter() - self.started
@@ -66,7 +70,8 @@ class RunSession:
 
     def checkpoint(self, rng: dict) -> None:
         self.progress.wall_time_s = self.elapsed()
-        self.run_dir.save_checkpoint(checkpoint_state(self.algorithm, self.progress, rng, self.wandb.run_id))
+        state = checkpoint_state(self.algorithm, self.progress, rng, self.wandb.run_id)
+        self.run_dir.save_checkpoint({**state, "config": self.config, "config_fingerprint": fingerprint(self.config)})
 
     def record(self, batch: Batch, metrics: dict[str, float]) -> None:
         """Count the batch, write its metrics line (metrics.jsonl, W&B), move the bar, checkpoint on schedule."""
@@ -110,18 +115,34 @@ class RunSession:
         try:
             if status == "interrupted":
                 self.checkpoint(self.rng)
-                log.warning("stopped by signal %s at step %d: checkpoint saved; run the same command to resume",
-                            exc.signum, self.progress.step)
             elif status == "failed":
                 self.run_dir.write_error("".join(traceback.format_exception(exc_type, exc, tb)))
-                log.error("run failed at step %d: %s: %s (traceback in %s)", self.progress.step, exc_type.__name__,
-                          exc, self.run_dir.error)
         finally:
             self._close(status, exc)
+            self._say_how_it_ended(status, exc)
         if status == "interrupted":
             self.stop.hand_on()
+            if self.multirun and exc.signum in (signal.SIGINT, signal.SIGTERM):
+                # one job of a sweep: its record says interrupted, and the sweep stops (pg_lab.sweeps); a
+                # pre-emption (SIGUSR2) was handed to submitit above, which re-queues the job
+                stop_sweep(HydraConfig.get().sweep.dir)
+                return True
             raise SystemExit(128 + exc.signum)
         return False
+
+    def _say_how_it_ended(self, status: str, exc: BaseException | None) -> None:
+        """One closing line, on the console and in train.log: status, env steps, final return, wall time, where."""
+        s = self.summary
+        final = f"{s['final_return_mean']:.1f}" if s["final_return_mean"] is not None else "none (no episode ended)"
+        line = (f"{status}: {s['total_steps']:,} env steps, final return {final} (mean of the last "
+                f"{len(self.progress.recent_returns)} episodes), {s['wall_time_s']:.1f} s, run dir {self.run_dir}")
+        if status == "finished":
+            log.info(line)
+        elif status == "interrupted":
+            log.warning("%s; stopped by signal %s with a checkpoint: resume with  %s", line, exc.signum,
+                        resume_command(self.run_dir))
+        else:
+            log.error("%s; %s: %s (traceback in %s)", line, type(exc).__name__, exc, self.run_dir.error)
 
     def _close(self, status: str, exc: BaseException | None) -> None:
         self.bar.close()
@@ -136,13 +157,34 @@ class RunSession:
             "episodes": p.episodes,
             "updates": p.update,
             "seed": self.cfg.seed,
+            "wandb_mode": self.wandb.mode,
         }
         if status == "failed":
             self.summary["error"] = f"{type(exc).__name__}: {exc}"
+        self.summary.update(config_fingerprint=fingerprint(self.config), config=self.config)
         self.run_dir.write_summary(self.summary)
         self.metrics.close()
         self.wandb.finish(self.summary, exit_code=0 if status != "failed" else 1)
         self.envs.close()
+
+
+REFUSALS = (ConfigError, ConfigMismatch, RunDirBusy)
+
+
+def resume_command(run_dir: RunDir) -> str:
+    """The command that continues `run_dir`, quoted for the shell and for Hydra's override grammar (sweep job
+    directories hold = and ,)."""
+    path = str(run_dir.path.resolve())
+    if any(c in path for c in "=,'\"[]{}() "):
+        return f"pg-lab \"resume='{path}'\""
+    return f"pg-lab resume={path}"
+
+
+def stop_sweep(sweep_dir: str) -> None:
+    """Tell the sweep's jobs not yet started not to start (pg_lab.sweeps removes the marker at its end)."""
+    marker = Path(sweep_dir) / STOP_MARKER
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
 
 
 def task_wrapper(task: Callable[[DictConfig, RunDir], float]) -> Callable[[DictConfig], float]:
@@ -152,20 +194,31 @@ def task_wrapper(task: Callable[[DictConfig, RunDir], float]) -> Callable[[DictC
     def wrapped(cfg: DictConfig) -> float:
         hc = HydraConfig.get()
         run_dir = RunDir(hc.runtime.output_dir)
+        multirun = hc.mode == RunMode.MULTIRUN
+        if multirun and (Path(hc.sweep.dir) / STOP_MARKER).exists():
+            log.warning("the sweep was stopped by a signal: %s not started", run_dir)
+            run_dir.remove_if_empty()
+            return math.nan
         try:
             return task(cfg, run_dir)
         except Exception as e:  # noqa: BLE001 - sorted below by mode and kind
-            if hc.mode != RunMode.MULTIRUN:
-                if isinstance(e, ConfigError):
+            if not multirun:
+                if isinstance(e, REFUSALS):
                     print(f"pg-lab: error: {e}", file=sys.stderr)
+                    run_dir.remove_if_empty()  # a refused command leaves no directory behind
                     sys.exit(2)
                 raise
+            log.error("job failed: %s: %s", type(e).__name__, e)
+            if isinstance(e, (ConfigMismatch, RunDirBusy)):  # the record there is another run's: leave it be
+                run_dir.mark_refused(f"{type(e).__name__}: {e}")
+                return math.nan
             # one job of a sweep: record the failure in its directory and let the others go on
+            if not run_dir.is_run():
+                run_dir.write_record(cfg, hc, list(hc.overrides.task))
             if run_dir.read_summary() is None:
                 run_dir.write_summary({"status": "failed", "error": f"{type(e).__name__}: {e}"})
                 run_dir.write_error(traceback.format_exc())
-            log.error("job failed: %s: %s", type(e).__name__, e)
-            return float("nan")
+            return math.nan
 
     return wrapped
 

@@ -10,6 +10,7 @@ directory.
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from dataclasses import dataclass
 
@@ -68,27 +69,54 @@ def job_identity(cfg: DictConfig) -> JobIdentity:
     return JobIdentity(choices.get("env", "?"), name, group, job_type[:64], tags)
 
 
+WANDB_MODE_ALIASES = {"offline": "offline", "dryrun": "offline", "online": "online", "run": "online",
+                      "disabled": "disabled"}
+
+
+def wandb_mode(cfg: DictConfig, command_line: list[str]) -> tuple[str, str]:
+    """Which W&B mode this run uses, and why. W&B's own precedence puts `WANDB_MODE` below an explicit
+    `wandb.init(mode=...)`; pg_lab always passes a mode, so it decides: `wandb.mode=` on the command line wins,
+    then the environment's WANDB_MODE, then the config (offline by default)."""
+    configured = str(getattr(cfg.wandb.mode, "value", cfg.wandb.mode))
+    if any(override_key(o) == "wandb.mode" for o in command_line):
+        return configured, "wandb.mode on the command line"
+    env = os.environ.get("WANDB_MODE")
+    if env:
+        if env in WANDB_MODE_ALIASES:
+            return WANDB_MODE_ALIASES[env], "WANDB_MODE in the environment"
+        log.warning("WANDB_MODE=%s is not a W&B mode (offline, online, disabled): using wandb.mode=%s", env,
+                    configured)
+    return configured, "wandb.mode in the config"
+
+
 class WandbRun:
     """One W&B run per job. Whatever W&B does (no network, bad key, no package), training and the local
-    files go on: a failure turns W&B off with one warning."""
+    files go on: a failure turns W&B off with one warning, and a start that hangs gives up after
+    `wandb.init_timeout` seconds. W&B's offline format writes one `offline-run-*` folder per process, so a
+    resumed run has one per launch; `wandb sync` of them all uploads one run (same id)."""
 
-    def __init__(self, cfg: DictConfig, run_dir: RunDir, job: JobIdentity, run_id: str | None):
+    def __init__(self, cfg: DictConfig, run_dir: RunDir, job: JobIdentity, run_id: str | None,
+                 command_line: list[str]):
         self.run = None
         self.run_id = run_id
         self.last: dict = {}
-        if cfg.wandb.mode == "disabled":
+        self.mode, why = wandb_mode(cfg, command_line)
+        if self.mode != str(getattr(cfg.wandb.mode, "value", cfg.wandb.mode)) or why.startswith("WANDB_MODE"):
+            log.info("W&B mode %s (from %s)", self.mode, why)
+        if self.mode == "disabled":
             return
         try:
             import wandb
 
+            if self.mode == "online":
+                log.info("starting W&B online (gives up after %.0f s and trains without it)", cfg.wandb.init_timeout)
             self.run_id = run_id or uuid.uuid4().hex[:8]
             self.run = wandb.init(
-                dir=str(run_dir), mode=str(cfg.wandb.mode.value if hasattr(cfg.wandb.mode, "value")
-                                           else cfg.wandb.mode),
+                dir=str(run_dir), mode=self.mode,
                 project=cfg.wandb.project, entity=cfg.wandb.entity, group=job.group, name=job.name,
                 job_type=job.job_type, tags=job.tags or None, id=self.run_id, resume="allow",
                 config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
-                settings=wandb.Settings(console="off", init_timeout=60, silent=True),
+                settings=wandb.Settings(console="off", init_timeout=cfg.wandb.init_timeout, silent=True),
             )
             self.run.define_metric(AXIS)
             self.run.define_metric("*", step_metric=AXIS)

@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from pg_lab.builder import build
-from pg_lab.config import register_schema, validate
+from pg_lab.config import ConfigError, register_schema, validate
 from pg_lab.resume import Interrupted, Progress, batch_seed, load_state, resume_target
 from pg_lab.rollout import collect
 from pg_lab.rundir import RunDir
@@ -37,23 +37,42 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(cfg: DictConfig, run_dir: RunDir) -> float:
-    """One run in `run_dir`; resumes from its checkpoint if there is one. Returns final_return_mean."""
+def train(cfg: DictConfig, run_dir: RunDir, resumed: bool = False) -> float:
+    """One run in `run_dir`, which this process holds alone; resumes from its checkpoint if there is one.
+    Returns final_return_mean. `resumed`: the config came from the directory (`resume=`), so Hydra's record of
+    this command (its overrides) is not the run's and is not written."""
     validate(cfg)
+    with run_dir.locked():
+        run_dir.check_record(cfg, fresh=cfg.fresh)  # a record of another config is refused (or moved aside)
+        return _train(cfg, run_dir, resumed)
+
+
+def _train(cfg: DictConfig, run_dir: RunDir, resumed: bool) -> float:
     job = job_identity(cfg)
     previous = run_dir.read_summary()
     if previous and previous.get("status") == "finished" and run_dir.has_checkpoint() and \
             previous.get("total_steps", 0) >= cfg.total_steps:
-        log.info("%s already finished (%d steps): nothing to do", run_dir, previous["total_steps"])
+        log.info("%s already finished (%d steps, final return %s): nothing to do", run_dir,
+                 previous["total_steps"], previous.get("final_return_mean"))
         return previous.get("final_return_mean") or math.nan
     ckpt = run_dir.load_checkpoint() if run_dir.has_checkpoint() else None
     set_debug(cfg.algo.debug)
+    # the same threads under every launcher (joblib's workers inherit other defaults): weights built and
+    # trained with a different thread count differ in the last bits, and a resume would no longer be exact
+    torch.set_num_threads(cfg.torch_threads)
     seed_everything(cfg.seed)
     envs, algorithm = build(cfg, job.env_choice)
     progress = Progress()
     if ckpt is not None:
-        load_state(algorithm, progress, ckpt)
+        try:
+            load_state(algorithm, progress, ckpt)
+        except (RuntimeError, KeyError) as e:
+            envs.close()
+            raise ConfigError(f"{run_dir.checkpoint} does not fit this config ({str(e).splitlines()[0]}): "
+                              "move it away, or use another run directory") from None
         log.info("resuming %s at step %d (update %d)", run_dir, progress.step, progress.update)
+    hc = HydraConfig.get()
+    run_dir.write_record(cfg, None if resumed else hc, None if resumed else list(hc.overrides.task))
 
     with RunSession(cfg, run_dir, job, algorithm, progress, envs, ckpt) as session:
         while progress.step < cfg.total_steps:
@@ -83,6 +102,7 @@ register_schema()
 def main(cfg: DictConfig, run_dir: RunDir) -> float:
     if cfg.resume:
         cfg, run_dir = resume_target(cfg, HydraConfig.get())
+        return train(cfg, run_dir, resumed=True)
     return train(cfg, run_dir)
 
 

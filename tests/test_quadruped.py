@@ -112,7 +112,7 @@ def test_eval_writes_a_decodable_mp4(trained_runs):
     import imageio.v3 as iio
     run = trained_runs / "beta"
     video = run / "eval.mp4"
-    proc = subprocess.run([EVAL, str(run), "--episodes", "2", "--max-steps", "15", "--video", str(video)],
+    proc = subprocess.run([EVAL, str(run), "--episodes", "2", "--max-steps", "15", "--video"],  # default path
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     frames = np.stack(list(iio.imiter(video)))

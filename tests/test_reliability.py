@@ -28,7 +28,9 @@ def save_checkpoint(path: Path, state: dict) -> None:
     RunDir(path.parent).save_checkpoint(state)
 
 
-ARGS = ["env=cartpole", "seed=3", "total_steps=20000", "wandb.mode=disabled", "progress_bar=false"]
+# with a learning-rate schedule: a resume must not apply it twice (base rates are the configured ones)
+ARGS = ["env=cartpole", "seed=3", "total_steps=20000", "algo.anneal_lr=true", "wandb.mode=disabled",
+        "progress_bar=false"]
 
 
 def tensors(x, path=""):
@@ -234,6 +236,22 @@ BAD_INPUTS = [  # (overrides, words the refusal must contain)
     (["env=quadruped", "env.kwargs.xml_file=/nonexistent/robot.xml"], ["xml_file", "/nonexistent/robot.xml"]),
     (["env=quadruped", "env.kwargs.xml_file={malformed}"], ["bad.xml"]),
     (["env=quadruped", "env.kwargs.xml_file={noact}"], ["xml_file", "no actuators"]),
+    # typos however they are added (Hydra's own hint for algo.gama suggests +algo.gama)
+    (["+algo.gama=0.9"], ["algo.gama"]),
+    (["+wandb.projct=x"], ["wandb.projct"]),
+    # values that would fail at update 1, or train something meaningless, name their key before training
+    (["optimizer.lr=inf"], ["optimizer.lr"]),
+    (["optimizer.lr=-1"], ["optimizer.lr"]),
+    (["baseline.lr=nan"], ["baseline.lr"]),
+    (["algo.ent_coef=nan"], ["algo.ent_coef"]),
+    (["algo.max_grad_norm=nan"], ["algo.max_grad_norm"]),
+    (["algo.gamma=nan"], ["algo.gamma"]),
+    (["policy.hidden_sizes=[0]"], ["policy.hidden_sizes"]),
+    (["baseline.hidden_sizes=[64,-1]"], ["baseline.hidden_sizes"]),
+    (["seed=4294967296"], ["seed"]),
+    (["name=../../../x"], ["name"]),
+    (["total_steps=2500.5"], ["total_steps", "1e6"]),
+    (["env=gymnasium"], ["env.id"]),
 ]
 
 
@@ -248,6 +266,13 @@ def test_bad_input_is_refused_before_training(tmp_path, train_in_process, overri
         assert word in str(err.value), f"{overrides}: {err.value}"
     assert not (run / "summary.json").exists() and not (run / "metrics.jsonl").exists()
     assert not (run / "checkpoint.pt").exists()
+
+
+def test_total_steps_in_scientific_notation_is_accepted_when_integral(tmp_path, train_in_process):
+    train_in_process("total_steps=2e3", run_dir=tmp_path / "run")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["total_steps"] >= 2000
+    assert "total_steps: 2000\n" in (tmp_path / "run" / ".hydra" / "config.yaml").read_text()  # stored as an int
 
 
 def test_device_cuda_without_a_gpu_is_refused(tmp_path, train_in_process):

@@ -1,9 +1,22 @@
 """Environments: the `env` config group builds an `EnvFactory`, which makes the gymnasium vector env that
-training steps and the single env that evaluation renders, from the same settings."""
+training steps and the single env that evaluation renders, from the same settings.
+
+Importing pg_lab registers `pg_lab/Quadruped-v0` and picks MuJoCo's offscreen backend where none is set
+(MUJOCO_GL=osmesa if OSMesa is installed, else egl if EGL is), so `render_mode="rgb_array"` works as is."""
 
 from __future__ import annotations
 
+import ctypes.util
+import os
 from typing import Any
+
+if "MUJOCO_GL" not in os.environ:  # offscreen rendering: OSMesa (any CPU) if installed, else EGL; else leave it
+    for _backend, _lib in (("osmesa", "OSMesa"), ("egl", "EGL")):
+        if ctypes.util.find_library(_lib):
+            os.environ["MUJOCO_GL"] = _backend
+            break
+if os.environ.get("MUJOCO_GL") in ("egl", "osmesa"):  # PyOpenGL must agree with MuJoCo's offscreen backend
+    os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode, VectorEnv

@@ -17,6 +17,8 @@ steps. Physics at 200 Hz (timestep 0.005), control at 40 Hz (frame_skip 5).
 
 from __future__ import annotations
 
+import atexit
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,12 @@ def resolve_path(path: str | Path) -> Path:
     if not p.is_file():
         raise FileNotFoundError(f"env.kwargs.xml_file: no MJCF file at {p}")
     return p
+
+
+def _close_if_alive(ref: weakref.ref) -> None:
+    env = ref()
+    if env is not None:
+        env.close()
 
 
 class QuadrupedEnv(AntEnv):
@@ -65,6 +73,8 @@ class QuadrupedEnv(AntEnv):
         self.stand_pose = pose
         force = np.abs(self.model.actuator_forcerange).max(axis=1)
         self._torque_limit = np.where(force > 0, force, 1.0)
+        # an offscreen renderer freed during interpreter shutdown prints a traceback: close it before then
+        atexit.register(_close_if_alive, weakref.ref(self))
 
     @staticmethod
     def _camera(path: Path) -> str | None:
