@@ -33,6 +33,7 @@ def fast_render(env) -> None:
     if renderer is None:
         return
     import mujoco
+    env.reset(seed=0)
     env.render()  # creates the offscreen viewer
     scene = renderer._get_viewer("rgb_array").scn
     for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION):

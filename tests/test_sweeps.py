@@ -50,6 +50,13 @@ def test_joblib_sweep_one_wandb_run_per_job_in_one_group(tmp_path):
     assert any(line.startswith("env=cartpole,total_steps=2000  2/2") for line in proc.stdout.splitlines())
 
 
+def test_a_sweep_name_that_leaves_outputs_is_refused_before_any_directory_is_made(tmp_path):
+    proc = subprocess.run([PG_LAB, "-m", "name=../../escaped", "total_steps=2000", "wandb.mode=disabled"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 2 and "name='../../escaped'" in proc.stderr
+    assert not (tmp_path / "escaped").exists() and not (tmp_path.parent / "escaped").exists()
+
+
 def test_sweeping_over_a_bookkeeping_key_is_refused(tmp_path):
     """torch_threads is left out of job directory names: two values would share one directory."""
     proc = sweep(tmp_path, "torch_threads=1,2", "total_steps=2000")

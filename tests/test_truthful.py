@@ -145,17 +145,22 @@ def _sweep_cmd(sweep_dir: Path, *overrides: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_sigterm_to_a_sweep_stops_every_job_with_a_checkpoint_and_prints_the_table(tmp_path):
+@pytest.mark.parametrize("how", ["SIGTERM to the launcher", "SIGINT to the process group (Ctrl-C)"])
+def test_a_signal_stops_every_job_of_a_sweep_with_a_checkpoint_and_prints_the_table(tmp_path, how):
     proc = subprocess.Popen(_sweep_cmd(tmp_path, "seed=0,1", "total_steps=400000", "checkpoint_every=1"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     jobs = [tmp_path / f"seed={s},total_steps=400000" for s in (0, 1)]
     deadline = time.time() + 180
     while not all((j / "checkpoint.pt").exists() for j in jobs) and time.time() < deadline:
         time.sleep(0.2)
     workers = psutil.Process(proc.pid).children()
-    proc.send_signal(signal.SIGTERM)
+    signum = signal.SIGTERM if how.startswith("SIGTERM") else signal.SIGINT
+    if signum == signal.SIGTERM:
+        proc.send_signal(signum)
+    else:
+        os.killpg(proc.pid, signum)  # what a terminal's Ctrl-C does: every process of the group gets it
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert proc.returncode == 128 + signum, err[-2000:]
     for job in jobs:
         summary = json.loads((job / "summary.json").read_text())
         assert summary["status"] == "interrupted" and 0 < summary["total_steps"] < 400000
