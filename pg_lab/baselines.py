@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from pg_lab.config import ConfigError, Estimator
+from pg_lab.config import Batching, ConfigError, Estimator
 from pg_lab.networks import ObsNormalizer, ValueNet
 from pg_lab.returns import gae, reward_to_go, trajectory_returns
 from pg_lab.rollout import Batch
@@ -49,6 +49,9 @@ class Estimates:
 class Baseline(ABC):
     """The interface every baseline implements (the config's `_target_` builds one with a `Context`)."""
 
+    name = "?"              # the option's name in conf/baseline/, for messages
+    has_critic = False      # a learned V(s): what bootstraps truncated and cut episodes
+
     critic: ValueNet | None = None
 
     def __init__(self, context: Context | None = None):
@@ -57,7 +60,10 @@ class Baseline(ABC):
     @classmethod
     def check_config(cls, algo: DictConfig) -> None:
         """Refuse `algo` settings this baseline cannot honour (raise ConfigError naming both keys)."""
-        return None  # every setting
+        if algo.batching == Batching.steps and not cls.has_critic:
+            raise ConfigError(f"algo.batching=steps cuts episodes and bootstraps the cut with a critic's V(s), "
+                              f"which baseline={cls.name} does not have: the returns would be biased. Use "
+                              f"baseline=value or baseline=gae, or algo.batching=episodes")
 
     def values(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
         """V(s_t) and V(s_{t+1}) per pg_lab.returns' conventions; zeros without a critic."""
@@ -94,6 +100,8 @@ class Baseline(ABC):
 class NoBaseline(Baseline):
     """b = 0: the lecture's plain REINFORCE."""
 
+    name = "none"
+
     def advantages(self, est: Estimates, gamma: float) -> np.ndarray:
         return est.returns
 
@@ -103,6 +111,8 @@ class MeanBaseline(Baseline):
 
     Only *past* batches feed b, so it is independent of the current actions and the gradient stays
     unbiased; the first batch uses b = 0."""
+
+    name = "mean"
 
     def __init__(self, context: Context | None = None, momentum: float = 0.9):
         super().__init__(context)
@@ -130,6 +140,8 @@ class MeanBaseline(Baseline):
 class ValueBaseline(Baseline):
     """b = V(s_t), a learned state value fitted to the reward-to-go by regression with its own optimizer.
     The critic also bootstraps time-limit truncations with V(final observation); a terminal state is worth 0."""
+
+    name, has_critic = "value", True
 
     def __init__(self, context: Context, hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh",
                  lr: float = 1e-3, epochs: int = 5, minibatches: int = 4):
@@ -192,6 +204,8 @@ class GAEBaseline(ValueBaseline):
     """Advantages by GAE(λ) on the learned V; λ = 1 is the Monte-Carlo value baseline, λ < 1 trades
     bias for variance (where REINFORCE meets actor-critic). V regresses on the λ-return."""
 
+    name = "gae"
+
     def __init__(self, context: Context, hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh",
                  lr: float = 1e-3, epochs: int = 5, minibatches: int = 4, lam: float = 0.95):
         if not 0.0 <= lam <= 1.0:
@@ -201,6 +215,7 @@ class GAEBaseline(ValueBaseline):
 
     @classmethod
     def check_config(cls, algo: DictConfig) -> None:
+        super().check_config(algo)
         if algo.estimator == Estimator.trajectory:
             raise ConfigError("baseline=gae computes its own advantages from the reward-to-go; "
                               "algo.estimator=trajectory cannot apply: use baseline=value or estimator=reward_to_go")

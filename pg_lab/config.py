@@ -45,6 +45,11 @@ class Estimator(str, enum.Enum):
     reward_to_go = "reward_to_go"  # G_t: only rewards that follow the action (causality)
 
 
+class Batching(str, enum.Enum):
+    episodes = "episodes"  # whole episodes per batch: G(τ) and critic-free baselines need them
+    steps = "steps"        # num_envs × num_steps steps per batch, episodes cut and bootstrapped with V (a critic)
+
+
 class Reduction(str, enum.Enum):
     mean = "mean"  # mean over all time steps of the batch (a rescaled gradient; the usual practice)
     sum = "sum"    # sum over time, mean over episodes: the unbiased estimator of the lecture's equation
@@ -54,7 +59,8 @@ class Reduction(str, enum.Enum):
 class AlgoConfig:
     gamma: float = 0.99
     estimator: Estimator = Estimator.reward_to_go
-    # each env collects at least `num_steps` steps per update and then finishes its current episode
+    batching: Batching = Batching.episodes
+    # steps per env per update; with batching=episodes each env then finishes its current episode
     num_steps: int = 512
     reduction: Reduction = Reduction.mean
     normalize_advantage: bool = True
@@ -151,6 +157,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"algo.gamma must be in (0, 1], got {algo.gamma}")
     if algo.num_steps <= 0:
         raise ConfigError(f"algo.num_steps must be positive, got {algo.num_steps}")
+    if algo.batching == Batching.steps and algo.estimator == Estimator.trajectory:
+        raise ConfigError("algo.batching=steps cuts episodes, but algo.estimator=trajectory needs each whole "
+                          "episode's G(τ): use algo.estimator=reward_to_go, or algo.batching=episodes")
     if algo.grad_variance_chunks < 0 or algo.grad_variance_chunks == 1:
         raise ConfigError(f"algo.grad_variance_chunks must be 0 (off) or >= 2, got {algo.grad_variance_chunks}")
     if not algo.ent_coef >= 0:

@@ -34,7 +34,6 @@ from tqdm import tqdm
 from pg_lab.config import ConfigError
 from pg_lab.reinforce import Reinforce
 from pg_lab.resume import Interrupted, Progress, StopFlag, capture_rng, checkpoint_state
-from pg_lab.returns import episode_stats
 from pg_lab.rollout import Batch
 from pg_lab.rundir import STOP_MARKER, ConfigMismatch, RunDir, RunDirBusy, fingerprint, flat_config
 from pg_lab.tracking import JobIdentity, WandbRun
@@ -44,8 +43,9 @@ log = logging.getLogger("pg_lab")
 
 class RunSession:
     def __init__(self, cfg: DictConfig, run_dir: RunDir, job: JobIdentity, algorithm: Reinforce,
-                 progress: Progress, envs, checkpoint: dict | None):
+                 progress: Progress, envs, collector, checkpoint: dict | None):
         self.cfg, self.run_dir, self.algorithm, self.progress, self.envs = cfg, run_dir, algorithm, progress, envs
+        self.collector = collector  # its state (the envs' episodes in progress) is part of a checkpoint
         self.metrics = run_dir.open_metrics(progress.step if checkpoint is not None else None)
         wandb_id = (checkpoint or {}).get("wandb_run_id") or run_dir.read_wandb_id()
         self.wandb = WandbRun(cfg, run_dir, job, wandb_id, list(HydraConfig.get().overrides.task))
@@ -71,12 +71,13 @@ class RunSession:
     def checkpoint(self, rng: dict) -> None:
         self.progress.wall_time_s = self.elapsed()
         state = checkpoint_state(self.algorithm, self.progress, rng, self.wandb.run_id)
-        self.run_dir.save_checkpoint({**state, "config": self.config, "config_fingerprint": fingerprint(self.config)})
+        self.run_dir.save_checkpoint({**state, "rollout": self.collector.state_dict(), "config": self.config,
+                                      "config_fingerprint": fingerprint(self.config)})
 
     def record(self, batch: Batch, metrics: dict[str, float]) -> None:
         """Count the batch, write its metrics line (metrics.jsonl, W&B), move the bar, checkpoint on schedule."""
         p = self.progress
-        returns, lengths = episode_stats(batch.rewards, batch.ends, batch.valid)
+        returns, lengths = batch.episode_returns, batch.episode_lengths
         p.step += batch.env_steps
         p.update += 1
         p.episodes += len(returns)
@@ -157,6 +158,7 @@ class RunSession:
             "episodes": p.episodes,
             "updates": p.update,
             "seed": self.cfg.seed,
+            "budget": self.cfg.total_steps,  # total_steps asked for; `total_steps` above is what ran
             "wandb_mode": self.wandb.mode,
         }
         if status == "failed":

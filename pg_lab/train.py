@@ -20,9 +20,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from pg_lab.builder import build
-from pg_lab.config import ConfigError, register_schema, validate
+from pg_lab.config import Batching, ConfigError, register_schema, validate
 from pg_lab.resume import Interrupted, Progress, batch_seed, load_state, resume_target
-from pg_lab.rollout import collect
+from pg_lab.rollout import EpisodeCollector, StepCollector
 from pg_lab.rundir import RunDir
 from pg_lab.session import RunSession, set_debug, task_wrapper
 from pg_lab.tracking import job_identity
@@ -62,11 +62,14 @@ def _train(cfg: DictConfig, run_dir: RunDir, resumed: bool) -> float:
     torch.set_num_threads(cfg.torch_threads)
     seed_everything(cfg.seed)
     envs, algorithm = build(cfg, job.env_choice)
+    by_steps = cfg.algo.batching == Batching.steps
+    collector = StepCollector(envs, batch_seed(cfg.seed, 0)) if by_steps else EpisodeCollector(envs)
     progress = Progress()
     if ckpt is not None:
         try:
             load_state(algorithm, progress, ckpt)
-        except (RuntimeError, KeyError) as e:
+            collector.load_state_dict(ckpt.get("rollout", {}), batch_seed(cfg.seed, progress.update))
+        except (RuntimeError, KeyError, ValueError) as e:
             envs.close()
             raise ConfigError(f"{run_dir.checkpoint} does not fit this config ({str(e).splitlines()[0]}): "
                               "move it away, or use another run directory") from None
@@ -74,16 +77,20 @@ def _train(cfg: DictConfig, run_dir: RunDir, resumed: bool) -> float:
     hc = HydraConfig.get()
     run_dir.write_record(cfg, None if resumed else hc, None if resumed else list(hc.overrides.task))
 
-    with RunSession(cfg, run_dir, job, algorithm, progress, envs, ckpt) as session:
+    with RunSession(cfg, run_dir, job, algorithm, progress, envs, collector, ckpt) as session:
         while progress.step < cfg.total_steps:
             session.boundary()
             if cfg.algo.anneal_lr:
                 algorithm.anneal(1.0 - progress.step / cfg.total_steps)
-            num_steps = min(cfg.algo.num_steps, math.ceil((cfg.total_steps - progress.step) / envs.num_envs))
+            left = cfg.total_steps - progress.step
+            num_steps = min(cfg.algo.num_steps, math.ceil(left / envs.num_envs))
             t0 = time.perf_counter()
             torch.set_num_threads(1)  # per-step inference on a few envs is fastest on one thread
-            batch = collect(envs, algorithm.policy, num_steps, batch_seed(cfg.seed, progress.update),
-                            algorithm.device, session.stop)
+            if by_steps:
+                batch = collector.collect(algorithm.policy, num_steps, algorithm.device)
+            else:
+                batch = collector.collect(algorithm.policy, num_steps, batch_seed(cfg.seed, progress.update),
+                                          algorithm.device, session.stop, budget=left)
             if batch is None:
                 raise Interrupted(session.stop.signum)
             t1 = time.perf_counter()

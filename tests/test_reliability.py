@@ -52,8 +52,8 @@ def max_diff(a: Path, b: Path) -> float:
     return max(float(np.abs(ta[k] - tb[k]).max()) if ta[k].size else 0.0 for k in ta)
 
 
-def start(run_dir: Path) -> subprocess.Popen:
-    return subprocess.Popen([PG_LAB, *ARGS, f"hydra.run.dir={run_dir}"], stdout=subprocess.DEVNULL,
+def start(run_dir: Path, args: list[str] = ARGS) -> subprocess.Popen:
+    return subprocess.Popen([PG_LAB, *args, f"hydra.run.dir={run_dir}"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -90,6 +90,32 @@ def test_kill_9_and_relaunch_is_bit_identical_to_an_uninterrupted_run(tmp_path, 
     assert steps == [m["step"] for m in metrics(straight)]  # every step once, none missing
     assert (killed / "metrics.jsonl").read_text().splitlines()[0] == first_line  # kept, not rewritten
     assert json.loads((killed / "summary.json").read_text())["status"] == "finished"
+
+
+STEP_MODE = {  # episodes that straddle checkpoints: the envs' state is in the checkpoint
+    "cartpole": ["env=cartpole", "algo.batching=steps", "seed=3", "total_steps=20000"],
+    "half_cheetah": pytest.param(["env=half_cheetah", "baseline=gae", "algo.batching=steps", "env.num_envs=4",
+                                  "algo.num_steps=64", "seed=1", "total_steps=12000", "checkpoint_every=2"],
+                                 marks=pytest.mark.slow),
+}
+
+
+@pytest.mark.parametrize("args", list(STEP_MODE.values()), ids=list(STEP_MODE))
+def test_kill_9_and_relaunch_is_bit_identical_in_step_batching(tmp_path, args):
+    args = [*args, "wandb.mode=disabled", "progress_bar=false"]
+    subprocess.run([PG_LAB, *args, f"hydra.run.dir={tmp_path / 'straight'}"], check=True, capture_output=True,
+                   timeout=300)
+    killed = tmp_path / "killed"
+    proc = start(killed, args)
+    wait_for_checkpoint_after_first_update(proc, killed)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert RunDir(killed).load_checkpoint()["rollout"]["envs"] is not None  # episodes in progress were saved
+    subprocess.run([PG_LAB, *args, f"hydra.run.dir={killed}"], check=True, capture_output=True, timeout=300)
+    assert max_diff(tmp_path / "straight" / "checkpoint.pt", killed / "checkpoint.pt") == 0.0
+    assert [m["step"] for m in metrics(killed)] == [m["step"] for m in metrics(tmp_path / "straight")]
+    strip = [{k: v for k, v in m.items() if not k.endswith("_s")} for m in metrics(killed)]
+    assert strip == [{k: v for k, v in m.items() if not k.endswith("_s")} for m in metrics(tmp_path / "straight")]
 
 
 def test_sigterm_checkpoints_and_says_interrupted_then_resumes(tmp_path, straight):
