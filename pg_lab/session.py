@@ -19,6 +19,7 @@ import logging
 import math
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -189,6 +190,17 @@ def stop_sweep(sweep_dir: str) -> None:
     marker.touch()
 
 
+def guard_idle_worker(sweep_dir: str) -> None:
+    """In a launcher's worker process (joblib), a signal that arrives between jobs would kill the worker, and
+    joblib would then abort the jobs still running elsewhere, unrecorded: there, it stops the sweep instead.
+    Handlers someone else installed (the sweep's own process, submitit's) are left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for s in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(s) in (signal.SIG_DFL, signal.default_int_handler):
+            signal.signal(s, lambda signum, frame: stop_sweep(sweep_dir))
+
+
 def task_wrapper(task: Callable[[DictConfig, RunDir], float]) -> Callable[[DictConfig], float]:
     """The Hydra task function's failure handling (lightning-hydra-template's habit)."""
 
@@ -197,8 +209,11 @@ def task_wrapper(task: Callable[[DictConfig, RunDir], float]) -> Callable[[DictC
         hc = HydraConfig.get()
         run_dir = RunDir(hc.runtime.output_dir)
         multirun = hc.mode == RunMode.MULTIRUN
+        if multirun:
+            guard_idle_worker(hc.sweep.dir)
         if multirun and (Path(hc.sweep.dir) / STOP_MARKER).exists():
-            log.warning("the sweep was stopped by a signal: %s not started", run_dir)
+            # not through the job's log: that would create train.log, and the directory should stay empty
+            print(f"the sweep was stopped by a signal: {run_dir} not started", file=sys.stderr, flush=True)
             run_dir.remove_if_empty()
             return math.nan
         try:

@@ -27,7 +27,7 @@ def test_design_names_exist():
 
 @pytest.mark.parametrize("env", GROUPS["env"])
 def test_every_env_builds_with_its_default_head(compose, env):
-    extra = ["env.id=CartPole-v1"] if env == "gymnasium" else []  # the generic option needs an id
+    extra = {"gymnasium": ["env.id=CartPole-v1"], "mujoco": ["env.id=Hopper-v5"]}.get(env, [])  # generic: an id
     cfg = compose(f"env={env}", "env.num_envs=1", *extra)
     validate(cfg)
     envs, algorithm = build(cfg, env)
@@ -134,10 +134,13 @@ def test_a_typo_in_an_inherited_argument_is_still_refused(compose):
 
 
 def test_in_group_inheritance_keeps_each_option_whole(compose):
-    """Env files extend env/gymnasium.yaml; squashed_gaussian extends gaussian; gae extends value."""
+    """Env files extend env/gymnasium.yaml (locomotion through env/mujoco.yaml); squashed_gaussian extends
+    gaussian; gae extends value."""
     cfg = compose("env=half_cheetah", "policy=squashed_gaussian", "baseline=gae")
     assert cfg.env._target_ == "pg_lab.envs.EnvFactory" and cfg.env.id == "HalfCheetah-v5"
-    assert cfg.env.num_envs == 16 and cfg.env.vectorization == "sync"
+    assert cfg.env.num_envs == 8 and cfg.env.vectorization == "sync" and cfg.algo.batching == "steps"
+    assert compose("env=hopper").baseline._target_.endswith("GAEBaseline")  # the locomotion default
+    assert compose("env=hopper", "baseline=value").baseline._target_.endswith(".ValueBaseline")  # yours wins
     assert cfg.policy._target_.endswith("SquashedGaussianPolicy") and cfg.policy.init_std == 0.5
     assert cfg.baseline._target_.endswith("GAEBaseline") and cfg.baseline.epochs == 5
     with pytest.raises(ConfigError, match="env.id"):  # the generic option wants an id

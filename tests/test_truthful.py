@@ -147,12 +147,14 @@ def _sweep_cmd(sweep_dir: Path, *overrides: str) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["SIGTERM to the launcher", "SIGINT to the process group (Ctrl-C)"])
 def test_a_signal_stops_every_job_of_a_sweep_with_a_checkpoint_and_prints_the_table(tmp_path, how):
-    proc = subprocess.Popen(_sweep_cmd(tmp_path, "seed=0,1", "total_steps=400000", "checkpoint_every=1"),
+    # four jobs on two workers: short ones (a worker then idles: a signal must not kill it) and long ones
+    proc = subprocess.Popen(_sweep_cmd(tmp_path, "seed=0,1", "total_steps=3000,400000", "checkpoint_every=1"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    jobs = [tmp_path / f"seed={s},total_steps=400000" for s in (0, 1)]
+    short, long = tmp_path / "seed=0,total_steps=3000", tmp_path / "seed=0,total_steps=400000"
     deadline = time.time() + 180
-    while not all((j / "checkpoint.pt").exists() for j in jobs) and time.time() < deadline:
+    while not ((short / "summary.json").exists() and (long / "checkpoint.pt").exists()) and time.time() < deadline:
         time.sleep(0.2)
+    time.sleep(1.0)
     workers = psutil.Process(proc.pid).children()
     signum = signal.SIGTERM if how.startswith("SIGTERM") else signal.SIGINT
     if signum == signal.SIGTERM:
@@ -161,12 +163,16 @@ def test_a_signal_stops_every_job_of_a_sweep_with_a_checkpoint_and_prints_the_ta
         os.killpg(proc.pid, signum)  # what a terminal's Ctrl-C does: every process of the group gets it
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signum, err[-2000:]
+    jobs = sorted(tmp_path.glob("seed=*"))  # a job that had not started left no directory
+    statuses = {job.name: json.loads((job / "summary.json").read_text())["status"] for job in jobs}
+    assert statuses[short.name] == "finished" and statuses[long.name] == "interrupted", statuses
+    assert set(statuses.values()) <= {"finished", "interrupted"}
     for job in jobs:
         summary = json.loads((job / "summary.json").read_text())
-        assert summary["status"] == "interrupted" and 0 < summary["total_steps"] < 400000
         assert RunDir(job).load_checkpoint()["progress"]["step"] == summary["total_steps"]
         assert not list(job.glob(".*.tmp"))
-    assert "interrupted" in out and "0/2 jobs finished" in out  # the table, after a signal
+    finished = sum(v == "finished" for v in statuses.values())
+    assert "interrupted" in out and f"{finished}/{len(jobs)} jobs finished" in out  # the table, after a signal
     time.sleep(1)
     assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]  # no orphans
     assert not (tmp_path / ".stop").exists()
@@ -180,7 +186,11 @@ def test_a_relaunched_sweep_with_another_config_leaves_finished_jobs_alone(tmp_p
     assert first.returncode == 0, first.stderr[-2000:]
     record = (job / ".hydra" / "config.yaml").read_text(), (job / "summary.json").read_text()
     # experiment= is not part of the job's directory name, so this lands on the finished job
-    again = subprocess.run(_sweep_cmd(tmp_path, "seed=0", "total_steps=2000", "experiment=efficient_mujoco"),
+    presets = tmp_path.parent / f"{tmp_path.name}-presets"
+    (presets / "experiment").mkdir(parents=True)
+    (presets / "experiment" / "longer.yaml").write_text("# @package _global_\nalgo:\n  num_steps: 1000\n")
+    again = subprocess.run(_sweep_cmd(tmp_path, "seed=0", "total_steps=2000", "experiment=longer",
+                                      f"hydra.searchpath=[file://{presets}]"),
                            capture_output=True, text=True, timeout=300)
     assert again.returncode != 0
     assert ((job / ".hydra" / "config.yaml").read_text(), (job / "summary.json").read_text()) == record
