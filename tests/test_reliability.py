@@ -358,3 +358,16 @@ def test_debug_turns_on_anomaly_detection_and_argument_validation(tmp_path, trai
         torch.autograd.set_detect_anomaly(False)
         torch.distributions.Distribution.set_default_validate_args(False)
     assert seen and all(a and v for a, v in seen)
+
+
+def test_the_cuda_generator_is_part_of_the_rng_state(monkeypatch):
+    """With device=cuda the policy samples from CUDA's generator: a resume must restore it too."""
+    from pg_lab import resume
+    saved, restored = [torch.tensor([1, 2, 3], dtype=torch.uint8)], []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: saved)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    rng = resume.capture_rng()
+    assert rng["cuda"] is saved
+    resume.restore_rng(rng)
+    assert restored == [saved]
