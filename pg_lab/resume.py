@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pg_lab.config import Config, ConfigError
 from pg_lab.reinforce import Reinforce
-from pg_lab.rundir import RunDir
+from pg_lab.rundir import BOOKKEEPING_KEYS, RunDir, override_key
 
 log = logging.getLogger("pg_lab")
 RECENT_EPISODES = 20  # final_return_mean averages the returns of this many last episodes
@@ -120,15 +120,29 @@ class StopFlag:
 
 def resume_target(cfg: DictConfig, hc) -> tuple[DictConfig, RunDir]:
     """`resume=DIR`: continue the run in DIR with the config it was started with (a `total_steps=` on
-    this command line may extend it)."""
+    this command line may extend it; bookkeeping keys apply; any other override is refused, not ignored)."""
     run_dir = RunDir(Path(cfg.resume).expanduser().resolve())
     if not run_dir.has_checkpoint():
         raise ConfigError(f"resume={cfg.resume}: no {run_dir.checkpoint.name} in {run_dir}: nothing to resume")
     if not run_dir.is_run():
         raise ConfigError(f"resume={cfg.resume}: no .hydra/config.yaml in {run_dir}: not a pg-lab run directory")
     saved = run_dir.read_config()
-    if any(o.startswith("total_steps=") for o in hc.overrides.task):
-        saved.total_steps = cfg.total_steps
+    # the run's own config, plus what this command line may change: a longer budget, and keys that change how
+    # the run is launched or logged (progress_bar, wandb.mode, torch_threads, ...); anything else is refused
+    applied = {"total_steps", *BOOKKEEPING_KEYS} - {"experiment", "name", "resume", "fresh", "hydra.launcher.n_jobs"}
+    ignored = []
+    for override in hc.overrides.task:
+        key = override_key(override)
+        if key == "resume":
+            continue
+        if key in applied:
+            OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
+        else:
+            ignored.append(override)
+    if ignored:
+        raise ConfigError(f"resume={cfg.resume} continues that run with the config it was started with: "
+                          f"{' '.join(ignored)} would change it. Drop them (only total_steps= and keys such as "
+                          "progress_bar= or wandb.mode= apply to a resumed run), or start a new run")
     saved.resume = None
     log.info("resuming the run in %s", run_dir)
     try:

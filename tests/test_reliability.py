@@ -124,6 +124,7 @@ def test_sigterm_checkpoints_and_says_interrupted_then_resumes(tmp_path, straigh
     wait_for_checkpoint_after_first_update(proc, run)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert f"resume with  pg-lab resume={run}" in proc.stderr.read()  # the exact command, the directory named
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "interrupted" and 0 < summary["total_steps"] < 20000
     assert load_checkpoint(run / "checkpoint.pt")["progress"]["step"] == summary["total_steps"]
@@ -141,6 +142,10 @@ def test_resume_option_continues_a_run_dir(tmp_path):
                    check=True, capture_output=True, timeout=300)
     assert load_checkpoint(run / "checkpoint.pt")["progress"]["step"] > steps >= 3000
     assert [m["step"] for m in metrics(run)][-1] >= 6000
+    # an override that would change the run is refused, not silently ignored
+    proc = subprocess.run([PG_LAB, f"resume={run}", "total_steps=9000", "algo.gamma=0.5",
+                           f"hydra.run.dir={tmp_path / 'other2'}"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "algo.gamma=0.5 would change it" in proc.stderr
 
 
 def test_a_crash_during_the_checkpoint_write_leaves_the_previous_one_loadable(tmp_path, monkeypatch):
