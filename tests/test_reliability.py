@@ -93,7 +93,8 @@ def test_kill_9_and_relaunch_is_bit_identical_to_an_uninterrupted_run(tmp_path, 
 
 
 STEP_MODE = {  # episodes that straddle checkpoints: the envs' state is in the checkpoint
-    "cartpole": ["env=cartpole", "algo.batching=steps", "seed=3", "total_steps=20000"],
+    "cartpole": pytest.param(["env=cartpole", "algo.batching=steps", "seed=3", "total_steps=20000"],
+                             marks=pytest.mark.slow),
     "half_cheetah": pytest.param(["env=half_cheetah", "baseline=gae", "algo.batching=steps", "env.num_envs=4",
                                   "algo.num_steps=64", "seed=1", "total_steps=12000", "checkpoint_every=2"],
                                  marks=pytest.mark.slow),

@@ -37,6 +37,7 @@ def test_a_refused_command_leaves_no_directory_behind(tmp_path, override):
     assert not run.exists()
 
 
+@pytest.mark.slow
 def test_a_second_process_on_a_run_directory_is_refused(tmp_path):
     run = tmp_path / "run"
     first = subprocess.Popen([PG_LAB, "seed=0", "total_steps=200000", "wandb.mode=disabled", "progress_bar=false",
@@ -131,6 +132,7 @@ def test_wandb_mode_precedence(compose, monkeypatch):
     assert wandb_mode(cfg, [])[0] == "offline"
 
 
+@pytest.mark.slow
 def test_wandb_mode_disabled_in_the_environment_writes_no_wandb_files(tmp_path):
     run = tmp_path / "run"
     subprocess.run([PG_LAB, "total_steps=1000", "progress_bar=false", f"hydra.run.dir={run}"], check=True,
