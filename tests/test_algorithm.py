@@ -58,7 +58,7 @@ def test_update_returns_the_losses_and_leaves_the_policy_changed(compose):
 def test_a_new_baseline_is_one_class_and_its_config(tmp_path, train_in_process):
     """tests/helpers.py: ConstantBaseline subclasses Baseline; nothing in pg_lab names it."""
     ret = train_in_process("baseline=none", "baseline._target_=helpers.ConstantBaseline", "+baseline.value=20.0",
-                           "total_steps=2000", run_dir=tmp_path / "run")
+                           "algo.batching=episodes", "total_steps=2000", run_dir=tmp_path / "run")
     assert np.isfinite(ret)
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "finished"
 

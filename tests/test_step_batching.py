@@ -81,7 +81,8 @@ def test_total_steps_is_honoured_within_one_batch_in_step_mode(tmp_path, train_i
 def test_whole_episode_batches_start_no_episode_past_the_budget(tmp_path, train_in_process):
     """Count-v0 episodes last 10 steps: a 25-step budget ends inside the third, which finishes; no fourth."""
     train_in_process("env.id=pg_lab_test/Count-v0", "+env.kwargs.min_len=10", "+env.kwargs.max_len=10",
-                     "env.num_envs=1", "algo.num_steps=1000", "total_steps=25", run_dir=tmp_path / "run")
+                     "env.num_envs=1", "algo.batching=episodes", "algo.num_steps=1000", "total_steps=25",
+                     run_dir=tmp_path / "run")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["total_steps"] == 30 and summary["episodes"] == 3
 
