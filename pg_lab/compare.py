@@ -61,6 +61,9 @@ def load_runs(roots: list[Path], metric: str = METRIC,
             run_dir = RunDir(hydra_dir.parent)
             if not run_dir.overrides.exists():
                 continue
+            if run_dir.is_replaced():
+                skipped.append((run_dir.path, "an older record, replaced by a run of another config (fresh=true)"))
+                continue
             cfg = yaml.safe_load(run_dir.config.read_text())
             # the task (env) is its own axis: group by the rest, as W&B's job_type does
             group = grouping_key(o for o in run_dir.read_overrides() if override_key(o) != "env")

@@ -73,6 +73,11 @@ def test_a_record_of_another_config_is_refused_then_moved_aside_with_fresh(tmp_p
     assert "gamma: 0.99" in (aside / ".hydra" / "config.yaml").read_text()
     assert "gamma: 0.9\n" in (run / ".hydra" / "config.yaml").read_text()
     assert json.loads((run / "summary.json").read_text())["config"]["algo.gamma"] == 0.9
+    from pg_lab.compare import load_runs
+    (run / ".hydra" / "overrides.yaml").write_text("[]\n")  # both in one group, as a sweep job and its replaced record
+    (aside / ".hydra" / "overrides.yaml").write_text("[]\n")
+    runs, skipped = load_runs([tmp_path])
+    assert [r.path for r in runs] == [run] and [d for d, _ in skipped] == [aside]  # compare leaves it out
 
 
 def test_a_checkpoint_that_does_not_fit_is_refused_naming_the_file(tmp_path, train_in_process):
