@@ -150,9 +150,9 @@ class EpisodeCollector:
             taken += int(collecting.sum())
             if len(steps.rewards) >= num_steps or (budget is not None and taken >= budget):
                 collecting &= ~(terminated | truncated)
-        returns, lengths = episode_stats(np.stack(steps.rewards), np.stack(steps.terminated) |
-                                         np.stack(steps.truncated), np.stack(steps.valid))
-        return steps.batch(returns, lengths)
+        batch = steps.batch(episode_returns=(), episode_lengths=())
+        batch.episode_returns, batch.episode_lengths = episode_stats(batch.rewards, batch.ends, batch.valid)
+        return batch
 
     def state_dict(self) -> dict:
         return {}  # every batch starts from a seeded reset
