@@ -106,8 +106,10 @@ class _Steps:
         self.terminated.append(terminated)
         self.truncated.append(truncated)
         self.valid.append(valid.copy())
-        for n in np.flatnonzero(truncated & ~terminated & valid):
-            self.bootstrap_from(info["final_obs"][n], t, n)
+        cut = truncated & ~terminated & valid
+        if cut.any():  # the hot path: most steps end nothing
+            for n in np.flatnonzero(cut):
+                self.bootstrap_from(info["final_obs"][n], t, n)
 
     def bootstrap_from(self, obs, t: int, n: int) -> None:
         self.final_obs.append(np.asarray(obs, dtype=np.float32))
@@ -184,9 +186,10 @@ class StepCollector:
             self.returns += reward
             self.lengths += 1
             ended = terminated | truncated
-            done_returns += self.returns[ended].tolist()
-            done_lengths += self.lengths[ended].tolist()
-            self.returns[ended], self.lengths[ended] = 0.0, 0
+            if ended.any():
+                done_returns += self.returns[ended].tolist()
+                done_lengths += self.lengths[ended].tolist()
+                self.returns[ended], self.lengths[ended] = 0.0, 0
         cut = np.zeros((num_steps, self.envs.num_envs), dtype=bool)
         cut[-1] = ~(terminated | truncated)
         for n in np.flatnonzero(cut[-1]):  # bootstrap the cut with V(the observation after it)
