@@ -15,7 +15,7 @@ export PYOPENGL_PLATFORM := osmesa
 endif
 endif
 
-.PHONY: setup run test test-slow lint clean
+.PHONY: setup run test test-slow test-slurm lint clean
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,12 @@ test: setup
 
 test-slow: setup
 	$(BIN)/pytest -q -n auto -m slow
+
+# A real single-node Slurm on this machine (root; Debian's packages): sweeps through hydra/launcher=slurm and a
+# re-queued job that resumes. The cluster is taken down again however the tests end.
+test-slurm: setup
+	scripts/local_slurm.sh up
+	$(BIN)/pytest -q -m slurm; rc=$$?; scripts/local_slurm.sh down; exit $$rc
 
 lint: setup
 	$(BIN)/ruff check pg_lab tests scripts

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -124,9 +125,11 @@ class RunSession:
             self._say_how_it_ended(status, exc)
         if status == "interrupted":
             self.stop.hand_on()
-            if self.multirun and exc.signum in (signal.SIGINT, signal.SIGTERM):
+            if self.multirun and exc.signum in (signal.SIGINT, signal.SIGTERM) and not under_slurm():
                 # one job of a sweep: its record says interrupted, and the sweep stops (pg_lab.sweeps); a
-                # pre-emption (SIGUSR2) was handed to submitit above, which re-queues the job
+                # pre-emption (SIGUSR2) was handed to submitit above, which re-queues the job. Under Slurm a
+                # SIGTERM is the scheduler's (pre-emption, `scontrol requeue`, scancel): the job exits non-zero
+                # with its checkpoint and no result, so a re-queued job resumes, and the sweep is Slurm's to stop
                 stop_sweep(HydraConfig.get().sweep.dir)
                 return True
             raise SystemExit(128 + exc.signum)
@@ -169,6 +172,11 @@ class RunSession:
         self.metrics.close()
         self.wandb.finish(self.summary, exit_code=0 if status != "failed" else 1)
         self.envs.close()
+
+
+def under_slurm() -> bool:
+    """This process is (part of) a Slurm job."""
+    return "SLURM_JOB_ID" in os.environ
 
 
 REFUSALS = (ConfigError, ConfigMismatch, RunDirBusy)

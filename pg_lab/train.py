@@ -28,7 +28,21 @@ from pg_lab.session import RunSession, set_debug, task_wrapper
 from pg_lab.tracking import job_identity
 
 log = logging.getLogger("pg_lab")
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def _conf_dir() -> str:
+    """The primary config directory: pg_lab/conf in an installed wheel (pyproject maps the repository's conf/
+    there), the repository's conf/ in a source checkout or an editable install. A lab's own configs compose on
+    top of it with `--config-dir DIR` (or `hydra.searchpath`)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return str(candidate)
+    raise FileNotFoundError(f"pg_lab's configs are missing: neither {here / 'conf'} nor {here.parent / 'conf'} "
+                            "holds config.yaml (a broken install? reinstall pg_lab)")
+
+
+CONF_DIR = _conf_dir()
 
 
 def seed_everything(seed: int) -> None:

@@ -1,0 +1,3 @@
+from pg_lab.train import main
+
+main()

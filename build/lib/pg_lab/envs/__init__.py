@@ -1,0 +1,59 @@
+"""Environments: the `env` config group builds an `EnvFactory`, which makes the gymnasium vector env that
+training steps and the single env that evaluation renders, from the same settings.
+
+Importing pg_lab registers `pg_lab/Quadruped-v0` and picks MuJoCo's offscreen backend where none is set
+(MUJOCO_GL=osmesa if OSMesa is installed, else egl if EGL is), so `render_mode="rgb_array"` works as is."""
+
+from __future__ import annotations
+
+import ctypes.util
+import os
+from typing import Any
+
+if "MUJOCO_GL" not in os.environ:  # offscreen rendering: OSMesa (any CPU) if installed, else EGL; else leave it
+    for _backend, _lib in (("osmesa", "OSMesa"), ("egl", "EGL")):
+        if ctypes.util.find_library(_lib):
+            os.environ["MUJOCO_GL"] = _backend
+            break
+if os.environ.get("MUJOCO_GL") in ("egl", "osmesa"):  # PyOpenGL must agree with MuJoCo's offscreen backend
+    os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+
+import gymnasium as gym
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+
+class EnvFactory:
+    """`num_envs` copies of the Gymnasium env `id` for training, or one for evaluation.
+
+    "sync" steps them in this process (best when a step costs microseconds, or for one env); "async"
+    gives each its own process (worth it when the simulator dominates and cores are free).
+    Finished envs reset within the same step (AutoresetMode.SAME_STEP; see pg_lab.rollout).
+    """
+
+    def __init__(self, id: str, num_envs: int = 1, vectorization: str = "sync",
+                 kwargs: dict[str, Any] | None = None, max_episode_steps: int | None = None):
+        if num_envs < 1:
+            raise ValueError(f"env.num_envs must be >= 1, got {num_envs}")
+        if vectorization not in ("sync", "async"):
+            raise ValueError(f"env.vectorization must be 'sync' or 'async', got {vectorization!r}")
+        self.id, self.num_envs, self.vectorization = id, num_envs, vectorization
+        self.kwargs = dict(kwargs or {})
+        if max_episode_steps is not None:
+            self.kwargs["max_episode_steps"] = max_episode_steps
+
+    def make_vector(self) -> VectorEnv:
+        return gym.make_vec(self.id, num_envs=self.num_envs, vectorization_mode=self.vectorization,
+                            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, **self.kwargs)
+
+    def make(self, render_mode: str | None = None) -> gym.Env:
+        return gym.make(self.id, render_mode=render_mode, **self.kwargs)
+
+
+def make_vector_env(id: str, num_envs: int = 1, vectorization: str = "sync",
+                    kwargs: dict[str, Any] | None = None, max_episode_steps: int | None = None) -> VectorEnv:
+    """The training vector env in one call (for scripts and tests)."""
+    return EnvFactory(id, num_envs, vectorization, kwargs, max_episode_steps).make_vector()
+
+
+if "pg_lab/Quadruped-v0" not in gym.registry:
+    gym.register("pg_lab/Quadruped-v0", entry_point="pg_lab.envs.quadruped:QuadrupedEnv", max_episode_steps=1000)

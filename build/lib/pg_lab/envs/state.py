@@ -1,0 +1,81 @@
+"""The state of a vector env at a batch boundary, for checkpoints: episodes that straddle a checkpoint resume
+exactly where they were.
+
+Per sub-env: the simulator (MuJoCo's whole `MjData`, copied back with `mj_copyData`, so that derived
+quantities a step reads before integrating, such as body positions, are the same too; for other envs, the
+plain attributes of the unwrapped env, e.g. CartPole's `state`), the env's random generator, and the
+wrappers' counters (TimeLimit's elapsed steps). Exact for Gymnasium's own envs and pg_lab's; a wrapper of
+your own that keeps other state is not captured. Only a SyncVectorEnv's sub-envs are reachable: for an
+async vector env `capture` returns None and a resume starts fresh episodes (pg_lab.rollout says so).
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import zlib
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import SyncVectorEnv, VectorEnv
+
+_SIMPLE = (np.ndarray, np.generic, int, float, bool, str, type(None))
+
+
+def _is_simple(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return all(_is_simple(v) for v in value)
+    return isinstance(value, _SIMPLE)
+
+
+def _wrappers(env: gym.Env) -> list[gym.Env]:
+    chain = []
+    while isinstance(env, gym.Wrapper):
+        chain.append(env)
+        env = env.env
+    return chain
+
+
+def capture_env(env: gym.Env) -> dict:
+    unwrapped = env.unwrapped
+    state: dict[str, Any] = {
+        "rng": unwrapped.np_random.bit_generator.state,
+        "wrappers": [{"elapsed_steps": getattr(w, "_elapsed_steps", None)} for w in _wrappers(env)],
+    }
+    data = getattr(unwrapped, "data", None)
+    if data is not None and type(data).__name__ == "MjData":
+        state["mjdata"] = zlib.compress(pickle.dumps(data), 1)
+    else:
+        state["attributes"] = {k: copy.deepcopy(v) for k, v in vars(unwrapped).items()
+                               if not k.startswith("_np_random") and _is_simple(v)}
+    return state
+
+
+def restore_env(env: gym.Env, state: dict) -> None:
+    unwrapped = env.unwrapped
+    unwrapped.np_random.bit_generator.state = state["rng"]
+    for wrapper, saved in zip(_wrappers(env), state["wrappers"]):
+        if saved["elapsed_steps"] is not None:
+            wrapper._elapsed_steps = saved["elapsed_steps"]
+    if "mjdata" in state:
+        import mujoco
+        mujoco.mj_copyData(unwrapped.data, unwrapped.model, pickle.loads(zlib.decompress(state["mjdata"])))
+    else:
+        for k, v in state["attributes"].items():
+            setattr(unwrapped, k, copy.deepcopy(v))
+
+
+def capture(envs: VectorEnv) -> list[dict] | None:
+    """Every sub-env's state, or None where they cannot be reached (an async vector env)."""
+    if not isinstance(envs, SyncVectorEnv):
+        return None
+    return [capture_env(env) for env in envs.envs]
+
+
+def restore(envs: VectorEnv, states: list[dict]) -> None:
+    """Put `states` back into `envs` (which has been reset once, so that its wrappers allow stepping)."""
+    if not isinstance(envs, SyncVectorEnv) or len(states) != len(envs.envs):
+        raise ValueError(f"cannot restore {len(states)} env states into {envs}")
+    for env, state in zip(envs.envs, states):
+        restore_env(env, state)
