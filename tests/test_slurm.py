@@ -74,3 +74,27 @@ def test_a_requeued_sweep_job_resumes_from_its_checkpoint_and_ends_as_if_never_s
     assert max_diff(straight / "checkpoint.pt", job_dir / "checkpoint.pt") == 0.0
     other = json.loads((sweep / "env=cartpole,seed=1,total_steps=40000" / "summary.json").read_text())
     assert other["status"] == "finished"
+
+
+def test_an_optuna_study_on_shared_storage_fed_by_parallel_slurm_jobs(tmp_path):
+    """Two trials x two seeds as four Slurm jobs at once; the study (a journal file) holds both trials, each
+    the mean of its seeds."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from pg_lab.tuning import open_storage
+
+    storage = tmp_path / "shared" / "study.journal"
+    proc = subprocess.run(
+        [PG_LAB, "-m", "experiment=tune_cartpole", "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1",
+         "hydra.launcher.mem_gb=1", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "hydra.sweeper.seeds=[0,1]",
+         f"hydra.sweeper.storage={storage}", "total_steps=2048", "wandb.mode=disabled", "progress_bar=false",
+         f"hydra.sweep.dir={tmp_path / 'sweep'}"], capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    trials = optuna.load_study(study_name="tune_cartpole", storage=open_storage(str(storage), tmp_path)).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    for t in trials:
+        finals = [json.loads((Path(d) / "summary.json").read_text())["final_return_mean"]
+                  for d in t.user_attrs["job_dirs"]]
+        assert len(finals) == 2 and t.value == sum(finals) / 2
+    assert len(list((tmp_path / "sweep" / ".submitit").iterdir())) >= 1  # they went through Slurm

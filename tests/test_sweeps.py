@@ -92,12 +92,3 @@ def test_relaunching_a_sweep_runs_only_what_is_left(tmp_path):
     assert ((first / "summary.json").read_text(), (first / "metrics.jsonl").stat().st_mtime_ns) == before
     assert summaries(tmp_path)["seed=1,total_steps=2000"]["status"] == "finished"
     assert "already finished" in (first / "train.log").read_text()
-
-
-def test_optuna_sweep_reports_best_parameters(tmp_path):
-    proc = sweep(tmp_path, "experiment=tune_cartpole", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=1",
-                 "total_steps=2000")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    results = (tmp_path / "optimization_results.yaml").read_text()
-    assert "best_params" in results and "optimizer.lr" in results and "best_value" in results
-    assert len(summaries(tmp_path)) == 3

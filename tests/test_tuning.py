@@ -1,0 +1,121 @@
+"""pg_lab's Optuna sweeper: search spaces, seeds per trial, shared storage that a relaunch continues, pruning,
+and the best trial as a ready-to-run experiment file."""
+
+import json
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+from test_sweeps import sweep
+
+from hydra_plugins.pg_lab_sweepers.optuna_sweeper import OptunaSweeper
+from pg_lab.resume import Pruned
+from pg_lab.tuning import TrialReporter, experiment_file, open_storage, search_space
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def test_hydra_sweep_syntax_becomes_optuna_distributions():
+    space, fixed = search_space(["optimizer.lr=tag(log, interval(1e-4, 1e-2))", "algo.ent_coef=interval(0, 0.01)",
+                                 "env.num_envs=range(2, 10, 2)", "policy=gaussian,beta", "algo.num_steps=int(128)",
+                                 "algo.gamma=choice(0.95, 0.99)", "total_steps=5000"])
+    assert space["optimizer.lr"] == FloatDistribution(1e-4, 1e-2, log=True)
+    assert space["algo.ent_coef"] == FloatDistribution(0.0, 0.01)
+    assert space["env.num_envs"] == IntDistribution(2, 8, step=2)  # Hydra's range excludes its stop
+    assert space["policy"] == CategoricalDistribution(["gaussian", "beta"])
+    assert space["algo.gamma"] == CategoricalDistribution([0.95, 0.99])
+    assert fixed == ["algo.num_steps=int(128)", "total_steps=5000"]
+
+
+def test_seed_belongs_to_the_sweeper():
+    with pytest.raises(ValueError, match="hydra.sweeper.seeds"):
+        search_space(["seed=0,1"])
+
+
+def test_best_trial_as_an_experiment_file(tmp_path, compose):
+    overrides = ["experiment=baselines", "env=acrobot", "optimizer.lr=0.0021", "algo.gamma=0.97", "seed=1",
+                 "optuna_trial=4", "progress_bar=false", "wandb.mode=disabled", "hydra.launcher.n_jobs=2"]
+    text = experiment_file(overrides, {"env", "policy", "baseline", "optimizer", "experiment"}, study="s", trial=4,
+                           value=1.5)
+    assert text.startswith("# @package _global_")
+    body = yaml.safe_load(text)
+    assert body == {"defaults": ["/experiment/baselines", {"override /env": "acrobot"}],
+                    "optimizer": {"lr": 0.0021}, "algo": {"gamma": 0.97}}
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "best_s.yaml").write_text(text)
+    cfg = compose("experiment=best_s", f"hydra.searchpath=[file://{tmp_path}]")
+    direct = compose("experiment=baselines", "env=acrobot", "optimizer.lr=0.0021", "algo.gamma=0.97")
+    assert cfg == direct  # the file composes to the trial's config (less its seed)
+
+
+def test_a_trial_cut_off_by_a_dead_sweeper_runs_again_with_its_parameters():
+    study = optuna.create_study(direction="maximize")
+    space = {"optimizer.lr": FloatDistribution(1e-4, 1e-2, log=True)}
+    dead, alive = study.ask(space), study.ask(space)
+    dead.set_user_attr("heartbeat", time.time() - 3600)
+    alive.set_user_attr("heartbeat", time.time())
+    sweeper = OptunaSweeper("s", None, "maximize", n_trials=3, n_jobs=1, seeds=[0], sampler=None, pruner=None,
+                            reports=10, params={}, max_failure_rate=0.0, stale_after_s=60)
+    sweeper._rerun_cut_off(study, space)
+    trials = study.get_trials(deepcopy=False)
+    assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["rerun"]
+    assert trials[1].state == TrialState.RUNNING  # another sweeper's: left alone
+    assert trials[2].state == TrialState.WAITING  # enqueued; its parameters are fixed when asked, below
+    assert sweeper._counted(study) == 2  # the live trial and the re-run; the failed cut-off one does not count
+    again = study.ask(space)
+    assert again.number == 2 and again.params == dead.params
+
+
+def test_the_pruner_stops_a_trial_and_only_the_first_seed_reports(tmp_path):
+    study = optuna.create_study(storage=open_storage(None, tmp_path), pruner=optuna.pruners.ThresholdPruner(lower=10))
+    trial = study.ask()
+    TrialReporter(trial, report=False, every=100)(100, 5.0)  # not the reporting seed: nothing reported
+    assert study.trials[0].intermediate_values == {}
+    reporter = TrialReporter(trial, report=True, every=100)
+    reporter(50, 5.0)  # before its first report point: nothing
+    assert study.trials[0].intermediate_values == {}
+    reporter(100, 20.0)
+    with pytest.raises(Pruned):
+        reporter(230, 5.0)
+    assert study.trials[0].intermediate_values == {100: 20.0, 200: 5.0}
+
+
+def _sweep_args(n_trials: int) -> list[str]:
+    return ["experiment=tune_cartpole", f"hydra.sweeper.n_trials={n_trials}", "hydra.sweeper.n_jobs=2",
+            "hydra.sweeper.seeds=[0,1]", "hydra.sweeper.pruner.n_startup_trials=1",
+            "hydra.sweeper.pruner.n_warmup_steps=1000", "hydra.sweeper.reports=4", "total_steps=3072"]
+
+
+@pytest.mark.slow
+def test_optuna_sweep_seeds_per_trial_pruning_best_file_and_a_relaunch_that_continues(tmp_path):
+    proc = sweep(tmp_path, *_sweep_args(3))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = optuna.load_study(study_name="tune_cartpole", storage=open_storage(None, tmp_path))
+    trials = study.get_trials()
+    assert len(trials) == 3 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    for t in trials:
+        dirs = [Path(d) for d in t.user_attrs["job_dirs"]]
+        summaries = [json.loads((d / "summary.json").read_text()) for d in dirs]
+        assert sorted(s["seed"] for s in summaries) == [0, 1]
+        if t.state == TrialState.COMPLETE:  # the value is the mean over the trial's seeds
+            assert t.value == pytest.approx(sum(s["final_return_mean"] for s in summaries) / 2)
+            assert all(s["status"] == "finished" for s in summaries)
+        else:
+            assert all(s["status"] == "pruned" and s["total_steps"] < 3072 for s in summaries)
+    results = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
+    assert results["best_value"] == study.best_value and results["best_params"] == study.best_params
+    best = (tmp_path / "best" / "experiment" / "best_tune_cartpole.yaml").read_text()
+    assert all(f"{k.split('.')[-1]}: {v}" in best for k, v in study.best_params.items())
+    assert "pg-lab --config-dir" in proc.stderr + proc.stdout
+
+    # the same command with a larger budget continues the study: one more trial, earlier jobs untouched
+    first = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/summary.json")}
+    proc = sweep(tmp_path, *_sweep_args(4))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(optuna.load_study(study_name="tune_cartpole", storage=open_storage(None, tmp_path)).trials) == 4
+    assert all(p.stat().st_mtime_ns == m for p, m in first.items())
+    assert len(list(tmp_path.glob("*/summary.json"))) == len(first) + 2
