@@ -102,3 +102,24 @@ def test_per_update_diagnostics_are_tabulated(tmp_path):
     (row,) = compare([root], tmp_path / "out", extras=("grad_var",))["table"]
     assert row["grad_var_mean"] == pytest.approx(5.5)
     assert "grad_var (median over updates)" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_figures_in_every_format_legends_without_shared_overrides_and_a_warning_under_five_seeds(tmp_path):
+    root = tmp_path / "sweep"
+    for seed in range(3):
+        fake_run(root, "Task-v0", "beta", seed, 100.0)
+        fake_run(root, "Task-v0", "gaussian", seed, 60.0)
+    out = tmp_path / "out"
+    result = compare([root], out)
+    assert (out / "curves_Task-v0.pdf").read_bytes()[:4] == b"%PDF"
+    svg = (out / "curves_Task-v0.svg").read_text()
+    assert "<svg" in svg
+    assert any("fewer than 5 seeds" in n and "n=3" in n for n in result["notes"])
+    assert "fewer than 5 seeds" in (out / "report.md").read_text()
+
+
+def test_legend_labels_drop_what_every_group_shares():
+    from pg_lab.compare import legend_labels
+    names = ["env=hopper,optimizer=adam,policy=beta", "env=hopper,optimizer=adam,policy=gaussian"]
+    assert legend_labels(names) == {names[0]: "policy=beta", names[1]: "policy=gaussian"}
+    assert legend_labels(["policy=beta"]) == {"policy=beta": "policy=beta"}  # one group keeps its name
