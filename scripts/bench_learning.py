@@ -1,13 +1,17 @@
-"""Learning-efficiency benchmark: pg_lab's defaults on a few tasks, N seeds, beside published anchors.
+"""Learning-efficiency benchmark: pg_lab's defaults on every env option, N seeds, beside published anchors.
 
-    python scripts/bench_learning.py --tasks cartpole inverted_pendulum --seeds 5
-    python scripts/bench_learning.py --tasks half_cheetah hopper --seeds 5 --jobs 2 --out docs/results/learning.md
+    python scripts/bench_learning.py --tasks all --seeds 5 --jobs 2 --out docs/results/learning.md
+    python scripts/bench_learning.py --tasks hopper walker2d --seeds 5
+    python scripts/bench_learning.py --tasks all --report-only --out docs/results/learning.md   # launch nothing
 
 Every task runs at its env file's defaults (the settings a user gets from `pg-lab env=X`). pg_lab's figure is
 the mean *training*-episode return of the last 20 episodes at the budget (`final_return_mean` in
 summary.json), per seed; the table gives their median and mean. The anchors of
 ../shared/BENCHMARKS.md report other things (max test return, deterministic evaluation); the table says which.
-Runs land in outputs/bench/<task>/seed<n>/ (re-running skips finished ones).
+Runs land in outputs/bench/<task>/seed<n>/; re-running skips finished ones, so the same command continues an
+interrupted benchmark and regenerates the report. A run made with other defaults than today's is moved aside
+(fresh=true) and run again; `--report-only` lists it as stale instead. With `--out`, learning curves (PNG and
+SVG, every seed and their mean) go beside the table, in <out stem>/.
 """
 
 from __future__ import annotations
@@ -48,19 +52,82 @@ TASKS = {  # overrides (the env's defaults: no preset), budget, target (what, th
 }
 
 
-def run(task: str, seed: int, extra: list[str]) -> dict:
+def run_dir(task: str, seed: int) -> Path:
+    return ROOT / "outputs" / "bench" / task / f"seed{seed}"
+
+
+def command(task: str, seed: int, extra: list[str]) -> list[str]:
     overrides, budget, _, _ = TASKS[task]
-    run_dir = ROOT / "outputs" / "bench" / task / f"seed{seed}"
     # fresh=true: a directory left by other settings (older defaults) is moved aside, not resumed
-    cmd = [sys.executable, "-m", "pg_lab", *overrides, f"seed={seed}", f"total_steps={budget}", *extra,
-           "wandb.mode=disabled", "progress_bar=false", "fresh=true", f"hydra.run.dir={run_dir}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
-    summary, rows = RunDir(run_dir).read_summary(), RunDir(run_dir).read_metrics()
+    return [sys.executable, "-m", "pg_lab", *overrides, f"seed={seed}", f"total_steps={budget}", *extra,
+            "wandb.mode=disabled", "progress_bar=false", "fresh=true", f"hydra.run.dir={run_dir(task, seed)}"]
+
+
+def expected_fingerprint(task: str, seed: int, extra: list[str]) -> str:
+    """The config fingerprint a run of today's defaults records (to tell stale run directories apart)."""
+    from hydra import compose, initialize_config_dir
+
+    from pg_lab.config import register_schema, validate
+    from pg_lab.rundir import fingerprint, flat_config
+    from pg_lab.train import CONF_DIR
+
+    register_schema()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=command(task, seed, extra)[3:-1])
+    validate(cfg)
+    return fingerprint(flat_config(cfg))
+
+
+def result(task: str, seed: int) -> dict | None:
+    """What the run directory holds, or None when it holds no finished run."""
+    d = RunDir(run_dir(task, seed))
+    summary = d.read_summary()
+    if not summary or summary.get("status") != "finished":
+        return None
+    rows = d.read_metrics()
     hit = next((r for r in rows if (r.get("return_recent_mean") or 0) >= 475), None)
     return {"task": task, "seed": seed, "final": summary["final_return_mean"], "steps_to_475": hit and hit["step"],
-            "wall_time_s": summary["wall_time_s"], "steps": summary["total_steps"]}
+            "wall_time_s": summary["wall_time_s"], "steps": summary["total_steps"],
+            "fingerprint": summary.get("config_fingerprint"),
+            "curve": [(r["step"], r["return_recent_mean"]) for r in rows if r.get("return_recent_mean") is not None]}
+
+
+def run(task: str, seed: int, extra: list[str]) -> dict:
+    proc = subprocess.run(command(task, seed, extra), capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command(task, seed, extra))} failed:\n{proc.stderr[-2000:]}")
+    return result(task, seed)
+
+
+def plot(task: str, results: list[dict], out: Path) -> list[str]:
+    """Every seed's curve (thin) and their mean on a common grid (thick), as PNG and SVG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    _, budget, _, _ = TASKS[task]
+    fig, ax = plt.subplots(figsize=(5.6, 3.6), dpi=110)
+    grid = np.linspace(0, budget, 200)
+    curves = []
+    for r in results:
+        steps, values = map(np.asarray, zip(*r["curve"]))
+        ax.plot(steps, values, lw=0.8, alpha=0.5, label=f"seed {r['seed']}")
+        curves.append(np.where(grid >= steps[0], np.interp(grid, steps, values), np.nan))
+    ax.plot(grid, np.nanmean(np.stack(curves), 0), color="black", lw=2, label="mean")
+    ax.set_title(f"{task}: last-20-episode training return ({len(results)} seeds)", fontsize=10)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("return")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    names = []
+    for fmt in ("png", "svg"):
+        path = out / f"{task}.{fmt}"
+        fig.savefig(path)
+        names.append(path.name)
+    plt.close(fig)
+    return names
 
 
 def report(results: list[dict], tasks: list[str]) -> str:
@@ -95,21 +162,41 @@ def report(results: list[dict], tasks: list[str]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tasks", nargs="+", default=["cartpole", "inverted_pendulum"], choices=sorted(TASKS))
+    p.add_argument("--tasks", nargs="+", default=["all"], choices=["all", *sorted(TASKS)])
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--jobs", type=int, default=2, help="runs at once (each uses one core for its rollouts)")
-    p.add_argument("--out", type=Path, default=None, help="also write the Markdown table here")
+    p.add_argument("--out", type=Path, default=None, help="also write the Markdown table (and curves) here")
+    p.add_argument("--report-only", action="store_true", help="launch nothing: report the finished runs there are")
     p.add_argument("overrides", nargs="*", help="extra pg-lab overrides for every run (after --)")
     args = p.parse_args()
-    jobs = [(t, s) for t in args.tasks for s in range(args.seeds)]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda ts: run(ts[0], ts[1], args.overrides), jobs))
-    table = report(results, args.tasks)
-    command = "python scripts/bench_learning.py " + " ".join(sys.argv[1:])
+    tasks = list(TASKS) if "all" in args.tasks else args.tasks
+    jobs = [(t, s) for t in tasks for s in range(args.seeds)]
+    if args.report_only:
+        found = {(t, s): result(t, s) for t, s in jobs}
+        stale = {k for k, r in found.items() if r and r["fingerprint"] != expected_fingerprint(*k, args.overrides)}
+        results = [r for k, r in found.items() if r and k not in stale]
+        missing = sorted({t for (t, s), r in found.items() if r is None or (t, s) in stale})
+    else:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            results = list(pool.map(lambda ts: run(ts[0], ts[1], args.overrides), jobs))
+        missing = []
+    done = [t for t in tasks if any(r["task"] == t for r in results)]
+    table = report(results, done)
+    cmd = "python scripts/bench_learning.py " + " ".join(sys.argv[1:])
     print(table)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(f"Produced by `{command}`\n\n{table}")
+        figures = args.out.parent / args.out.stem
+        figures.mkdir(parents=True, exist_ok=True)
+        curves = []
+        for task in done:
+            png, svg = plot(task, [r for r in results if r["task"] == task], figures)
+            curves.append(f"![{task}]({figures.name}/{png}) ([SVG]({figures.name}/{svg}))")
+        gaps = ""
+        if missing:
+            gaps = ("\nNot (fully) run at today's defaults, so left out of the table: " + ", ".join(missing) +
+                    f" (fewer than {args.seeds} finished seeds, or runs of older defaults).\n")
+        args.out.write_text(f"Produced by `{cmd}`\n\n{table}{gaps}\n## Learning curves\n\n" +
+                            "\n\n".join(curves) + "\n")
 
 
 if __name__ == "__main__":

@@ -125,15 +125,29 @@ def curves_on_grid(groups: list[Group], points: int) -> tuple[np.ndarray, dict[s
     return grid, {g.name: np.stack([np.interp(grid, r.steps, r.values) for r in g.runs]) for g in groups}
 
 
-def plot_task(task: str, grid: np.ndarray, curves: dict[str, np.ndarray], out: Path) -> None:
+FORMATS = ("png", "svg", "pdf")  # PNG for the Markdown report, SVG and PDF for papers
+MIN_SEEDS = 5  # below this a 95% bootstrap interval is too narrow to mean much (percentile bootstrap, small n)
+
+
+def legend_labels(names: list[str]) -> dict[str, str]:
+    """Group names less the overrides every group shares: "env=hopper,policy=beta" -> "policy=beta"."""
+    parts = {n: n.split(",") for n in names}
+    common = set.intersection(*(set(p) for p in parts.values())) if len(names) > 1 else set()
+    return {n: ",".join(kv for kv in p if kv not in common) or n for n, p in parts.items()}
+
+
+def plot_task(task: str, grid: np.ndarray, curves: dict[str, np.ndarray], out: Path,
+              formats: tuple[str, ...] = FORMATS) -> list[Path]:
+    """The task's curves, saved as out.<format> for each format; returns the files."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    labels = legend_labels(list(curves))
     for name, c in curves.items():
         mean = c.mean(0)
         lo, hi = bootstrap_ci(c, axis=0, resamples=1000)
-        line, = ax.plot(grid, mean, label=f"{name} (n={len(c)})")
+        line, = ax.plot(grid, mean, label=f"{labels[name]} (n={len(c)})")
         if len(c) > 1:
             ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_title(f"{task}\nmean return of the last 20 training episodes, 95% bootstrap CI", fontsize=10)
@@ -142,8 +156,11 @@ def plot_task(task: str, grid: np.ndarray, curves: dict[str, np.ndarray], out: P
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out)
+    files = [out.with_suffix(f".{f}") for f in formats]
+    for f in files:
+        fig.savefig(f)
     plt.close(fig)
+    return files
 
 
 def fmt(mean: float, lo: float, hi: float, spec: str = ".1f") -> str:
@@ -153,7 +170,8 @@ def fmt(mean: float, lo: float, hi: float, spec: str = ".1f") -> str:
 
 
 def compare(roots: list[Path], out: Path, contrast: str | None = None, points: int = 100,
-            command: str | None = None, title: str = "Comparison", extras: tuple[str, ...] = ()) -> dict:
+            command: str | None = None, title: str = "Comparison", extras: tuple[str, ...] = (),
+            formats: tuple[str, ...] = FORMATS) -> dict:
     runs, skipped = load_runs(roots, extras=extras)
     if not runs:
         raise SystemExit(f"no finished runs with learning curves under {', '.join(map(str, roots))}")
@@ -166,9 +184,12 @@ def compare(roots: list[Path], out: Path, contrast: str | None = None, points: i
         if short:
             notes.append(f"{task}: curves compared up to {grid[-1]:.0f} steps, the shortest run's end; "
                          f"{len(short)} longer run(s) were cut there.")
-        fig = out / f"curves_{task.replace('/', '_')}.png"
-        plot_task(task, grid, curves, fig)
-        figures.append(fig.name)
+        files = plot_task(task, grid, curves, out / f"curves_{task.replace('/', '_')}", formats)
+        figures.append(next((f.name for f in files if f.suffix == ".png"), files[0].name))
+        few = [g for g in groups if len(g.runs) < MIN_SEEDS]
+        if few:
+            notes.append(f"{task}: fewer than {MIN_SEEDS} seeds in " + ", ".join(f"{g.name} (n={len(g.runs)})"
+                         for g in few) + ": their 95% intervals are too narrow to trust; run more seeds.")
         for g in groups:
             final = np.array([r.final if r.final is not None else r.values[-1] for r in g.runs])
             auc = curves[g.name].mean(1)  # area under the curve per env step (mean height)
@@ -262,10 +283,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--points", type=int, default=100, help="points of the common step grid")
     p.add_argument("--title", default="Comparison")
     p.add_argument("--metrics", nargs="*", default=[], help="per-update diagnostics to tabulate, e.g. grad_var")
+    p.add_argument("--formats", nargs="+", default=list(FORMATS), choices=["png", "svg", "pdf"],
+                   help="figure formats (default: all three)")
     args = p.parse_args(argv)
     command = "pg-lab-compare " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    result = compare(args.dirs, args.out, args.contrast, args.points, command, args.title, tuple(args.metrics))
+    result = compare(args.dirs, args.out, args.contrast, args.points, command, args.title, tuple(args.metrics),
+                     tuple(args.formats))
     print(_table_md(result["table"]))
+    for note in result["notes"]:
+        if "fewer than" in note:
+            print(f"warning: {note}", file=sys.stderr)
     for d, why in result["skipped"]:
         print(f"left out: {d} ({why})")
     print(f"report: {args.out / 'report.md'}")

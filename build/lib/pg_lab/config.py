@@ -105,6 +105,7 @@ class Config:
     # a run directory whose record came from another config is refused; fresh=true moves that record aside
     # (to <dir>.replaced-<time>) and trains this config there instead
     fresh: bool = False
+    optuna_trial: int | None = None  # set by the Optuna sweeper (hydra/sweeper=optuna) for its trials' jobs
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
     env: Any = MISSING

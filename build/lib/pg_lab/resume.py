@@ -52,6 +52,10 @@ class Interrupted(Exception):
         self.signum = signum
 
 
+class Pruned(Exception):
+    """An Optuna trial's pruner stopped the run (pg_lab.optuna_sweeper); it ends with status `pruned`."""
+
+
 def batch_seed(seed: int, update: int) -> int:
     """The reset seed of each batch, derived from (seed, update) so that a resume reproduces it."""
     return int(np.random.SeedSequence([seed, update]).generate_state(1)[0])

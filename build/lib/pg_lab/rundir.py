@@ -46,7 +46,7 @@ log = logging.getLogger("pg_lab")
 # keys that do not change what a run learns: left out of job directory names and of the grouping key
 BOOKKEEPING_KEYS = ("wandb.mode", "wandb.project", "wandb.entity", "wandb.group", "wandb.name", "wandb.job_type",
                     "wandb.tags", "wandb.init_timeout", "device", "progress_bar", "name", "experiment", "resume",
-                    "torch_threads", "checkpoint_every", "fresh", "hydra.launcher.n_jobs")
+                    "torch_threads", "checkpoint_every", "fresh", "optuna_trial", "hydra.launcher.n_jobs")
 # also not part of a run's config fingerprint: a resumed run may be given more steps
 FINGERPRINT_IGNORED = (*BOOKKEEPING_KEYS, "total_steps")
 SEED_KEY = "seed"

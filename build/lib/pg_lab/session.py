@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -34,7 +35,7 @@ from tqdm import tqdm
 
 from pg_lab.config import ConfigError
 from pg_lab.reinforce import Reinforce
-from pg_lab.resume import Interrupted, Progress, StopFlag, capture_rng, checkpoint_state
+from pg_lab.resume import Interrupted, Progress, Pruned, StopFlag, capture_rng, checkpoint_state
 from pg_lab.rollout import Batch
 from pg_lab.rundir import STOP_MARKER, ConfigMismatch, RunDir, RunDirBusy, fingerprint, flat_config
 from pg_lab.tracking import JobIdentity, WandbRun
@@ -59,6 +60,11 @@ class RunSession:
         self.summary: dict = {}
         self.config = flat_config(cfg)  # what checkpoints and the summary are tied to
         self.multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+        self.trial = None  # a job of an Optuna trial with a pruner: reports its return, may be told to stop
+        if cfg.get("optuna_trial") is not None:
+            from pg_lab.tuning import TrialReporter
+
+            self.trial = TrialReporter.for_job(cfg)
 
     def elapsed(self) -> float:
         return self.wall_at_start + time.perf_counter() - self.started
@@ -103,6 +109,8 @@ class RunSession:
             self.bar.set_postfix(ret=f"{row['return_recent_mean']:.1f}", sps=f"{row['steps_per_s']:.0f}")
         if p.update % self.cfg.checkpoint_every == 0 or p.step >= self.cfg.total_steps:
             self.checkpoint(capture_rng())
+        if self.trial is not None and p.step < self.cfg.total_steps:
+            self.trial(p.step, row["return_recent_mean"])  # raises Pruned when the study's pruner says so
 
     @property
     def final_return(self) -> float:
@@ -113,20 +121,25 @@ class RunSession:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        status = "finished" if exc is None else "interrupted" if isinstance(exc, Interrupted) else "failed"
+        status = "finished" if exc is None else "interrupted" if isinstance(exc, Interrupted) else \
+            "pruned" if isinstance(exc, Pruned) else "failed"
         try:
-            if status == "interrupted":
-                self.checkpoint(self.rng)
+            if status in ("interrupted", "pruned"):
+                self.checkpoint(capture_rng() if status == "pruned" else self.rng)
             elif status == "failed":
                 self.run_dir.write_error("".join(traceback.format_exception(exc_type, exc, tb)))
         finally:
             self._close(status, exc)
             self._say_how_it_ended(status, exc)
+        if status == "pruned":
+            return True  # the trial ends here; its value is what the run reached
         if status == "interrupted":
             self.stop.hand_on()
-            if self.multirun and exc.signum in (signal.SIGINT, signal.SIGTERM):
+            if self.multirun and exc.signum in (signal.SIGINT, signal.SIGTERM) and not under_slurm():
                 # one job of a sweep: its record says interrupted, and the sweep stops (pg_lab.sweeps); a
-                # pre-emption (SIGUSR2) was handed to submitit above, which re-queues the job
+                # pre-emption (SIGUSR2) was handed to submitit above, which re-queues the job. Under Slurm a
+                # SIGTERM is the scheduler's (pre-emption, `scontrol requeue`, scancel): the job exits non-zero
+                # with its checkpoint and no result, so a re-queued job resumes, and the sweep is Slurm's to stop
                 stop_sweep(HydraConfig.get().sweep.dir)
                 return True
             raise SystemExit(128 + exc.signum)
@@ -140,6 +153,8 @@ class RunSession:
                 f"{len(self.progress.recent_returns)} episodes), {s['wall_time_s']:.1f} s, run dir {self.run_dir}")
         if status == "finished":
             log.info(line)
+        elif status == "pruned":
+            log.info("%s; %s", line, exc)
         elif status == "interrupted":
             log.warning("%s; stopped by signal %s with a checkpoint: resume with  %s", line, exc.signum,
                         resume_command(self.run_dir))
@@ -169,6 +184,11 @@ class RunSession:
         self.metrics.close()
         self.wandb.finish(self.summary, exit_code=0 if status != "failed" else 1)
         self.envs.close()
+
+
+def under_slurm() -> bool:
+    """This process is (part of) a Slurm job."""
+    return "SLURM_JOB_ID" in os.environ
 
 
 REFUSALS = (ConfigError, ConfigMismatch, RunDirBusy)

@@ -134,7 +134,8 @@ class SweepReport(Callback):
         rows = job_rows(sweep_dir, getattr(self, "started", 0.0))
         if rows:
             report(sweep_dir, rows)
-        failed = [r for r in rows if r["status"] not in ("finished", "reused")]
+        # a job an Optuna pruner stopped ended as asked: not a failure
+        failed = [r for r in rows if r["status"] not in ("finished", "reused", "pruned")]
         if stopped:
             print(f"the sweep was stopped by signal {stopped}: run the same command to resume it", file=sys.stderr,
                   flush=True)
@@ -154,8 +155,10 @@ def report(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     done = sum(r["status"] in ("finished", "reused") for r in rows)
+    pruned = sum(r["status"] == "pruned" for r in rows)
     cols = COLUMNS[:-1] + (("error",) if any(r["error"] for r in rows) else ())
-    print(f"\nsweep {sweep_dir}: {done}/{len(rows)} jobs finished\n{format_table(rows, cols)}", flush=True)
+    print(f"\nsweep {sweep_dir}: {done}/{len(rows)} jobs finished" + (f", {pruned} pruned" if pruned else "") +
+          f"\n{format_table(rows, cols)}", flush=True)
     groups = group_rows(rows)
     if len(groups) < len(rows):  # some configurations have several seeds
         print(f"\nper configuration, seeds collapsed:\n{format_table(groups, tuple(groups[0]))}", flush=True)

@@ -17,8 +17,10 @@ import hydra
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
 from omegaconf import DictConfig
 
+from hydra_plugins.pg_lab_sweepers.optuna_sweeper import OptunaSweeper
 from pg_lab.builder import build
 from pg_lab.config import Batching, ConfigError, register_schema, validate
 from pg_lab.resume import Interrupted, Progress, batch_seed, load_state, resume_target
@@ -116,6 +118,7 @@ def _train(cfg: DictConfig, run_dir: RunDir, resumed: bool) -> float:
 
 
 register_schema()
+Plugins.instance().register(OptunaSweeper)  # Hydra's own scan finds it too, except in editable installs
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
