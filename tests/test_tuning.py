@@ -65,7 +65,7 @@ def test_a_trial_cut_off_by_a_dead_sweeper_runs_again_with_its_parameters():
     assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["rerun"]
     assert trials[1].state == TrialState.RUNNING  # another sweeper's: left alone
     assert trials[2].state == TrialState.WAITING  # enqueued; its parameters are fixed when asked, below
-    assert sweeper._counted(study) == 2  # the live trial and the re-run; the failed cut-off one does not count
+    assert sweeper._counted(study) == 1  # the live trial; neither the cut-off one nor its re-run (not run yet)
     again = study.ask(space)
     assert again.number == 2 and again.params == dead.params
 
@@ -119,3 +119,34 @@ def test_optuna_sweep_seeds_per_trial_pruning_best_file_and_a_relaunch_that_cont
     assert len(optuna.load_study(study_name="tune_cartpole", storage=open_storage(None, tmp_path)).trials) == 4
     assert all(p.stat().st_mtime_ns == m for p, m in first.items())
     assert len(list(tmp_path.glob("*/summary.json"))) == len(first) + 2
+
+
+@pytest.mark.slow
+def test_a_killed_sweeper_relaunched_reruns_its_cut_off_trial_and_the_jobs_resume(tmp_path):
+    import os
+    import signal
+    import subprocess
+
+    from test_entrypoint import PG_LAB
+
+    args = [PG_LAB, "-m", "experiment=tune_cartpole", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=1",
+            "hydra.sweeper.seeds=[0]", "hydra.sweeper.pruner=null", "hydra.sweeper.stale_after_s=1",
+            "total_steps=20000", "checkpoint_every=1", "wandb.mode=disabled", "progress_bar=false",
+            f"hydra.sweep.dir={tmp_path}"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(len(p.read_text().splitlines()) >= 5
+                                             for p in tmp_path.glob("*/metrics.jsonl")):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)  # the sweeper and its job, mid-trial
+    proc.wait()
+    (cut,) = [p.parent for p in tmp_path.glob("*/metrics.jsonl")]
+    assert not (cut / "summary.json").exists()
+    time.sleep(1.5)  # the dead sweeper's heartbeat goes stale
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = optuna.load_study(study_name="tune_cartpole", storage=open_storage(None, tmp_path)).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert trials[1].params == trials[0].params and trials[1].user_attrs["rerun_of"] == 0
+    assert json.loads((cut / "summary.json").read_text())["status"] == "finished"
+    assert "resum" in (cut / "train.log").read_text().lower()  # continued from its checkpoint
