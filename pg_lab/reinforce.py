@@ -99,6 +99,7 @@ class Reinforce:
         metrics.update(self.baseline.fit(obs, est, advantages))
         self.normalizer.accumulate(obs)  # after both steps: the distribution that sampled the batch scored it
         metrics.update(self.policy.diagnostics())
+        metrics.update(self.policy.action_diagnostics(batch.flat(batch.actions)))
         return metrics
 
     def policy_step(self, obs: torch.Tensor, batch: Batch, advantages: np.ndarray) -> dict[str, float]:

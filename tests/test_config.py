@@ -17,7 +17,7 @@ DISCRETE_ENVS = {"cartpole", "acrobot"}
 
 
 def test_design_names_exist():
-    assert set(GROUPS["policy"]) == {"categorical", "gaussian", "squashed_gaussian", "beta"}
+    assert set(GROUPS["policy"]) == {"categorical", "gaussian", "capg", "squashed_gaussian", "beta"}
     assert set(GROUPS["baseline"]) == {"none", "mean", "value", "gae"}
     assert set(GROUPS["optimizer"]) == {"adam", "adamw", "sgd", "rmsprop"}
     assert {"cartpole", "acrobot", "pendulum", "mountain_car_continuous", "inverted_pendulum",
