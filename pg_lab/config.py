@@ -52,7 +52,8 @@ class Batching(str, enum.Enum):
 
 class Reduction(str, enum.Enum):
     mean = "mean"  # mean over all time steps of the batch (a rescaled gradient; the usual practice)
-    sum = "sum"    # sum over time, mean over episodes: the unbiased estimator of the lecture's equation
+    sum = "sum"    # sum over time, mean over the batch's (random number of) episodes: the lecture's equation,
+    #                a ratio estimator, consistent (its bias vanishes as episodes per batch grow), not unbiased
 
 
 @dataclass

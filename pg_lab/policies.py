@@ -405,4 +405,17 @@ class BetaPolicy(_BoxPolicy):
         return 2.0 * actions - 1.0
 
 
+def kl_divergence(old: Distribution, new: Distribution) -> torch.Tensor:
+    """KL(old ‖ new) per state, for any head's distribution. The action-unit shift, tanh and the affine map
+    are bijections, which leave the KL unchanged, so it is the KL of the sampled laws; for CAPG's clipped
+    Gaussian it is the KL of the unclipped Gaussians, an upper bound (clipping loses information)."""
+    def sampled(d: Distribution) -> Distribution:
+        if isinstance(d, ActionUnits):
+            return d.base
+        if isinstance(d, (TanhNormal, ClippedNormal)):
+            return Independent(d.base, 1)
+        return d
+    return torch.distributions.kl_divergence(sampled(old), sampled(new))
+
+
 POLICIES = {p.name: p for p in (CategoricalPolicy, GaussianPolicy, CapgPolicy, SquashedGaussianPolicy, BetaPolicy)}

@@ -13,12 +13,15 @@ checkpoint needs of it.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 from pg_lab.baselines import Baseline
 from pg_lab.config import Estimator, Reduction
-from pg_lab.policies import Policy
+from pg_lab.natural import NaturalGradient
+from pg_lab.policies import Policy, kl_divergence
 from pg_lab.returns import episode_starts
 from pg_lab.rollout import Batch, NonFiniteError
 
@@ -27,9 +30,10 @@ def policy_loss(log_prob: torch.Tensor, advantage: torch.Tensor, reduction: Redu
                 num_episodes: int) -> torch.Tensor:
     """−(G − b) · log π(a|s), over the batch's steps.
 
-    `sum` sums over each episode's steps and averages over episodes: the unbiased estimate of the
-    equation above. `mean` averages over all steps: the same direction scaled by 1/(mean episode length),
-    which keeps the step size comparable across tasks."""
+    `sum` sums over each episode's steps and averages over the batch's episodes: the equation above as a
+    ratio estimator (the number of episodes in a batch is random), so consistent, not unbiased — its bias
+    shrinks as episodes per batch grow. `mean` averages over all steps: the same direction scaled by
+    1/(mean episode length), which keeps the step size comparable across tasks."""
     if reduction == Reduction.sum:
         return -(advantage * log_prob).sum() / num_episodes
     return -(advantage * log_prob).mean()
@@ -109,6 +113,8 @@ class Reinforce:
         if self.normalize_advantage and len(advantage) > 1:
             advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
 
+        if isinstance(self.optimizer, NaturalGradient):
+            return self.natural_policy_step(obs, actions, advantage)
         dist = self.policy.distribution(obs)
         log_prob = dist.log_prob(actions)
         entropy = dist.entropy().mean()
@@ -134,6 +140,30 @@ class Reinforce:
         if bad:
             raise NonFiniteError(f"non-finite policy parameters after the update: {bad} (the model, not the env)")
         return {"policy_loss": loss.item(), "entropy": entropy.item(), "grad_norm": grad_norm.item(), **diagnostics}
+
+    def natural_policy_step(self, obs: torch.Tensor, actions: torch.Tensor, advantage: torch.Tensor) -> dict:
+        """optimizer=natural: the surrogate −mean(A · π/π_old) − ent_coef · H (its gradient at θ_old is the
+        policy gradient) stepped along F⁻¹g within the KL bound (pg_lab.natural)."""
+        with torch.no_grad():
+            old = self.policy.distribution(obs)
+            old_log_prob = old.log_prob(actions)
+
+        def loss_fn() -> torch.Tensor:
+            dist = self.policy.distribution(obs)
+            ratio = torch.exp(dist.log_prob(actions) - old_log_prob)
+            return -(advantage * ratio).mean() - self.ent_coef * dist.entropy().mean()
+
+        def kl_fn() -> torch.Tensor:
+            return kl_divergence(old, self.policy.distribution(obs)).mean()
+
+        info = self.optimizer.natural_step(loss_fn, kl_fn)
+        bad = [n for n, p in self.policy.named_parameters() if not torch.isfinite(p).all()]
+        if bad or not all(map(math.isfinite, info.values())):
+            raise NonFiniteError(f"non-finite natural step {info} / parameters {bad} (the model, not the env)")
+        with torch.no_grad():
+            entropy = self.policy.distribution(obs).entropy().mean().item()
+        return {"policy_loss": info["loss_before"], "entropy": entropy, "grad_norm": info["grad_norm"],
+                "kl": info["kl"], "step_fraction": info["step_fraction"]}
 
     def state_dict(self) -> dict:
         return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
@@ -19,7 +20,7 @@ DISCRETE_ENVS = {"cartpole", "acrobot"}
 def test_design_names_exist():
     assert set(GROUPS["policy"]) == {"categorical", "gaussian", "capg", "squashed_gaussian", "beta"}
     assert set(GROUPS["baseline"]) == {"none", "mean", "value", "gae"}
-    assert set(GROUPS["optimizer"]) == {"adam", "adamw", "sgd", "rmsprop"}
+    assert set(GROUPS["optimizer"]) == {"adam", "adamw", "sgd", "rmsprop", "natural"}
     assert {"cartpole", "acrobot", "pendulum", "mountain_car_continuous", "inverted_pendulum",
             "inverted_double_pendulum", "reacher", "swimmer", "half_cheetah", "hopper", "walker2d", "ant",
             "humanoid"} <= set(GROUPS["env"])
@@ -36,7 +37,7 @@ def test_every_env_builds_with_its_default_head(compose, env):
     envs.close()
 
 
-@pytest.mark.parametrize("policy", ["gaussian", "squashed_gaussian", "beta"])
+@pytest.mark.parametrize("policy", ["gaussian", "capg", "squashed_gaussian", "beta"])
 @pytest.mark.parametrize("baseline", GROUPS["baseline"])
 @pytest.mark.parametrize("optimizer", GROUPS["optimizer"])
 def test_every_continuous_combination_builds(compose, policy, baseline, optimizer):
@@ -44,10 +45,12 @@ def test_every_continuous_combination_builds(compose, policy, baseline, optimize
     validate(cfg)
     envs, algorithm = build(cfg, "pendulum")
     assert isinstance(algorithm.policy, POLICIES[policy])
-    assert type(algorithm.optimizer).__name__.lower() == optimizer
+    assert type(algorithm.optimizer).__name__.lower() == {"natural": "naturalgradient"}.get(optimizer, optimizer)
     assert (algorithm.baseline.critic is not None) == (baseline in ("value", "gae"))
     if algorithm.baseline.critic is not None:  # the critic has its own optimizer of the chosen kind
-        assert type(algorithm.baseline.optimizer) is type(algorithm.optimizer)
+        # (a natural step is for the policy: the critic's regression then uses Adam)
+        critic_kind = torch.optim.Adam if optimizer == "natural" else type(algorithm.optimizer)
+        assert type(algorithm.baseline.optimizer) is critic_kind
         assert algorithm.baseline.critic.normalizer is algorithm.policy.normalizer  # one set of statistics
     envs.close()
 
