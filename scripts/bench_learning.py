@@ -193,8 +193,9 @@ def main() -> None:
             curves.append(f"![{task}]({figures.name}/{png}) ([SVG]({figures.name}/{svg}))")
         gaps = ""
         if missing:
-            gaps = ("\nNot (fully) run at today's defaults, so left out of the table: " + ", ".join(missing) +
-                    f" (fewer than {args.seeds} finished seeds, or runs of older defaults).\n")
+            gaps = (f"\nNot run on all {args.seeds} seeds at today's defaults: " + ", ".join(missing) +
+                    " (a task with some finished seeds is in the table with those seeds; runs of older defaults "
+                    "are left out). Notes on these figures: [learning_notes.md](learning_notes.md).\n")
         args.out.write_text(f"Produced by `{cmd}`\n\n{table}{gaps}\n## Learning curves\n\n" +
                             "\n\n".join(curves) + "\n")
 
