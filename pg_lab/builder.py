@@ -68,7 +68,8 @@ def build_algorithm(cfg: DictConfig, observation_space: spaces.Space, action_spa
     return Reinforce(policy, optimizer, baseline, gamma=algo.gamma, estimator=algo.estimator,
                      reduction=algo.reduction, normalize_advantage=algo.normalize_advantage,
                      ent_coef=algo.ent_coef, max_grad_norm=algo.max_grad_norm,
-                     grad_variance_chunks=algo.grad_variance_chunks, device=device)
+                     grad_variance_chunks=algo.grad_variance_chunks,
+                     bootstrap_truncation=algo.bootstrap_truncation, device=device)
 
 
 def build(cfg: DictConfig, env_choice: str | None = None):

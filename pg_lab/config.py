@@ -69,6 +69,10 @@ class AlgoConfig:
     ent_coef: float = 0.0
     max_grad_norm: float | None = 0.5
     anneal_lr: bool = False  # linear decay of every learning rate to 0 at total_steps
+    # a time-limit truncation bootstrapped with V(final observation) (the infinite-horizon objective), or
+    # treated as an end worth 0 (the objective critic-free baselines optimise); null: true with a critic, false
+    # without (true needs a critic). A batch's cut in step batching is always bootstrapped.
+    bootstrap_truncation: bool | None = None
     debug: bool = False      # anomaly detection and distribution argument validation (slow)
     # > 0: log grad_var and grad_snr of the policy gradient from this many per-chunk gradients (costs
     # that many extra backward passes per update)

@@ -76,12 +76,13 @@ class Reinforce:
                  gamma: float = 0.99, estimator: Estimator = Estimator.reward_to_go,
                  reduction: Reduction = Reduction.mean, normalize_advantage: bool = True, ent_coef: float = 0.0,
                  max_grad_norm: float | None = None, grad_variance_chunks: int = 0,
-                 device: torch.device = torch.device("cpu")):
+                 bootstrap_truncation: bool | None = None, device: torch.device = torch.device("cpu")):
         self.policy, self.optimizer, self.baseline = policy, optimizer, baseline
         self.normalizer = policy.normalizer  # shared with the critic
         self.gamma, self.estimator, self.reduction = gamma, estimator, reduction
         self.normalize_advantage, self.ent_coef, self.max_grad_norm = normalize_advantage, ent_coef, max_grad_norm
         self.grad_variance_chunks, self.device = grad_variance_chunks, device
+        self.bootstrap_truncation = bootstrap_truncation
         # the configured rates, before any checkpoint is loaded: what `anneal` scales
         self.base_lrs = [[g["lr"] for g in opt.param_groups] for opt in self.optimizers]
 
@@ -96,7 +97,7 @@ class Reinforce:
                 group["lr"] = lr * fraction
 
     def update(self, batch: Batch) -> dict[str, float]:
-        est = self.baseline.estimate(batch, self.gamma, self.estimator)
+        est = self.baseline.estimate(batch, self.gamma, self.estimator, self.bootstrap_truncation)
         advantages = self.baseline.advantages(est, self.gamma)
         obs = batch.flat(torch.from_numpy(batch.obs).to(self.device))
         metrics = self.policy_step(obs, batch, advantages)

@@ -11,7 +11,7 @@ from pg_lab.envs import make_vector_env
 from pg_lab.networks import ObsNormalizer
 from pg_lab.policies import CategoricalPolicy
 from pg_lab.returns import episode_stats, gae, reward_to_go, trajectory_returns
-from pg_lab.rollout import collect
+from pg_lab.rollout import StepCollector, collect
 
 G = 0.9
 # one env (column), two episodes: [1, 2, 3 | 4, 5]; the second is cut by a time limit with V(final) = 10
@@ -108,6 +108,33 @@ def test_truncation_bootstraps_with_the_critic_and_termination_does_not(baseline
         assert est.next_values[2, 0] == pytest.approx(bootstrap, abs=1e-6)
         assert est.reward_to_go[0, 0] == pytest.approx(1 + G * 2 + G**2 * 3 + G**3 * bootstrap, abs=1e-5)
         envs.close()
+
+
+@pytest.mark.parametrize("baseline_cls", [ValueBaseline, GAEBaseline])
+def test_bootstrap_truncation_false_makes_a_time_limit_an_end_but_keeps_the_cut(baseline_cls):
+    """The switch separates the objective from the baseline: with it off a critic baseline optimises what
+    none/mean do (a truncation is worth 0), while step batching's cut still bootstraps (or it would be biased)."""
+    norm = ObsNormalizer((2,), enabled=False)
+    baseline = baseline_cls(Context(2, norm, torch.optim.Adam, torch.device("cpu")), hidden_sizes=(8,))
+    envs = make_vector_env("pg_lab_test/Count-v0", num_envs=1, kwargs={"min_len": 3, "max_len": 3, "truncate": True})
+    policy = CategoricalPolicy(envs.single_observation_space, envs.single_action_space, hidden_sizes=())
+    batch = StepCollector(envs, reset_seed=0).collect(policy, num_steps=5)  # a truncated episode, then a cut
+    on = baseline.estimate(batch, G, Estimator.reward_to_go)
+    off = baseline.estimate(batch, G, Estimator.reward_to_go, bootstrap_truncation=False)
+    assert batch.truncated[2, 0] and batch.cut[4, 0]
+    assert on.next_values[2, 0] != 0 and off.next_values[2, 0] == 0  # the time limit
+    assert off.next_values[4, 0] == on.next_values[4, 0] != 0          # the cut
+    assert off.reward_to_go[0, 0] == pytest.approx(1 + G * 2 + G**2 * 3, abs=1e-5)
+    envs.close()
+
+
+@pytest.mark.parametrize("baseline", ["none", "mean"])
+def test_bootstrap_truncation_true_without_a_critic_is_refused_naming_both_keys(compose, baseline):
+    from pg_lab.config import ConfigError, validate
+
+    cfg = compose("env=cartpole", f"baseline={baseline}", "algo.batching=episodes", "algo.bootstrap_truncation=true")
+    with pytest.raises(ConfigError, match=f"algo.bootstrap_truncation=true .* baseline={baseline}"):
+        validate(cfg)
 
 
 def test_without_a_critic_truncation_is_not_bootstrapped():
