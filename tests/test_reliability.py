@@ -119,6 +119,7 @@ def test_kill_9_and_relaunch_is_bit_identical_in_step_batching(tmp_path, args):
     assert strip == [{k: v for k, v in m.items() if not k.endswith("_s")} for m in metrics(tmp_path / "straight")]
 
 
+@pytest.mark.slow  # subprocess-heavy: `make test-slow` (CI) runs it
 def test_sigterm_checkpoints_and_says_interrupted_then_resumes(tmp_path, straight):
     run = tmp_path / "run"
     proc = start(run)
@@ -134,6 +135,7 @@ def test_sigterm_checkpoints_and_says_interrupted_then_resumes(tmp_path, straigh
     assert max_diff(straight / "checkpoint.pt", run / "checkpoint.pt") == 0.0
 
 
+@pytest.mark.slow  # subprocess-heavy: `make test-slow` (CI) runs it
 def test_resume_option_continues_a_run_dir(tmp_path):
     run = tmp_path / "first"
     subprocess.run([PG_LAB, "total_steps=3000", "wandb.mode=disabled", f"hydra.run.dir={run}"], check=True,

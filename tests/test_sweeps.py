@@ -29,6 +29,7 @@ def wandb_run_record(offline_dir: Path) -> dict:
     return next(json.loads(line)["run"] for line in out.splitlines() if '"type":"run"' in line.replace(" ", ""))
 
 
+@pytest.mark.slow  # subprocess-heavy: `make test-slow` (CI) runs it
 def test_joblib_sweep_one_wandb_run_per_job_in_one_group(tmp_path):
     proc = sweep(tmp_path, "hydra/launcher=joblib", "env=cartpole", "seed=0,1", "total_steps=2000",
                  "wandb.mode=offline", "name=joblib_test")
@@ -64,6 +65,7 @@ def test_sweeping_over_a_bookkeeping_key_is_refused(tmp_path):
     assert not list(tmp_path.glob("*/summary.json"))
 
 
+@pytest.mark.slow  # subprocess-heavy: `make test-slow` (CI) runs it
 def test_submitit_local_sweep(tmp_path):
     proc = sweep(tmp_path, "hydra/launcher=submitit_local", "seed=0,1", "total_steps=2000")
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -83,6 +85,7 @@ def test_a_failing_job_does_not_sink_the_sweep_but_shows(tmp_path):
     assert "1/2 jobs finished" in proc.stdout and "failed" in proc.stdout
 
 
+@pytest.mark.slow  # subprocess-heavy: `make test-slow` (CI) runs it
 def test_relaunching_a_sweep_runs_only_what_is_left(tmp_path):
     assert sweep(tmp_path, "seed=0", "total_steps=2000").returncode == 0
     first = tmp_path / "seed=0,total_steps=2000"
