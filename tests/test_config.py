@@ -56,7 +56,8 @@ def test_every_continuous_combination_builds(compose, policy, baseline, optimize
 
 
 @pytest.mark.parametrize("env,policy", [("cartpole", "gaussian"), ("cartpole", "beta"),
-                                        ("cartpole", "squashed_gaussian"), ("pendulum", "categorical"),
+                                        ("cartpole", "squashed_gaussian"), ("cartpole", "capg"),
+                                        ("pendulum", "categorical"),
                                         ("acrobot", "beta")])
 def test_impossible_pairs_are_refused_naming_both(compose, env, policy):
     cfg = compose(f"env={env}", f"policy={policy}")
@@ -130,7 +131,7 @@ def test_every_constructor_argument_is_reachable_from_its_config(compose):
 
 
 def test_a_typo_in_an_inherited_argument_is_still_refused(compose):
-    """SquashedGaussianPolicy takes GaussianPolicy's arguments through **kwargs: typos must not slip through."""
+    """SquashedGaussianPolicy inherits GaussianPolicy's arguments: typos must not slip through."""
     validate(compose("env=pendulum", "policy=squashed_gaussian", "policy.init_std=0.3"))
     with pytest.raises(ConfigError, match="policy.init_sdt: pg_lab.policies.SquashedGaussianPolicy takes no argument"):
         validate(compose("env=pendulum", "policy=squashed_gaussian", "+policy.init_sdt=0.3"))
