@@ -18,7 +18,7 @@ from pg_lab.config import Estimator, Reduction
 from pg_lab.envs import make_vector_env
 from pg_lab.networks import ObsNormalizer
 from pg_lab.policies import CategoricalPolicy
-from pg_lab.reinforce import Reinforce
+from pg_lab.reinforce import Reinforce, policy_loss
 from pg_lab.rollout import collect
 
 N_ENVS, N_BATCHES = 200, 120
@@ -145,3 +145,30 @@ def test_gradient_variance_matches_per_sample_gradients():
     assert out["grad_var"] == pytest.approx(expected, rel=1e-5)
     assert out["grad_snr"] == pytest.approx(g.mean(0).pow(2).sum().item() / expected, rel=1e-5)
     envs.close()
+
+
+def _sum_reduction_mean_gradient(budget: int, batches: int, rng: np.random.Generator) -> float:
+    """E over batches of d/dθ policy_loss(sum) with log π = θ at every step and advantage 1: each episode adds
+    its length L ∈ {1, 5} (equally likely), and a batch holds whole episodes until `budget` steps are reached,
+    so the number of episodes N is random and short episodes come with more of them."""
+    theta = torch.zeros((), requires_grad=True)
+    grads = []
+    for _ in range(batches):
+        lengths = []
+        while sum(lengths) < budget:
+            lengths.append(int(rng.choice([1, 5])))
+        log_prob = theta.expand(sum(lengths))
+        loss = policy_loss(log_prob, torch.ones(sum(lengths)), Reduction.sum, num_episodes=len(lengths))
+        (g,) = torch.autograd.grad(-loss, theta)
+        grads.append(g.item())
+    return float(np.mean(grads))
+
+
+def test_sum_reduction_is_consistent_not_unbiased():
+    """The per-episode gradient's expectation is E[L] = 3. Dividing by the realised number of episodes is a
+    ratio estimator: biased when batches hold few episodes, the bias vanishing as they hold many."""
+    rng = np.random.default_rng(0)
+    few = _sum_reduction_mean_gradient(budget=5, batches=4000, rng=rng)       # 1 to 5 episodes a batch
+    many = _sum_reduction_mean_gradient(budget=600, batches=400, rng=rng)     # ~200 episodes a batch
+    assert abs(few - 3.0) > 0.3   # biased (one 5-step episode alone makes a batch: long ones weigh more)
+    assert abs(many - 3.0) < 0.05  # consistent
