@@ -64,14 +64,22 @@ class Baseline(ABC):
             raise ConfigError(f"algo.batching=steps cuts episodes and bootstraps the cut with a critic's V(s), "
                               f"which baseline={cls.name} does not have: the returns would be biased. Use "
                               f"baseline=value or baseline=gae, or algo.batching=episodes")
+        if algo.get("bootstrap_truncation") and not cls.has_critic:
+            raise ConfigError(f"algo.bootstrap_truncation=true bootstraps time-limit truncations with a critic's "
+                              f"V(s), which baseline={cls.name} does not have: use baseline=value or gae, or "
+                              f"algo.bootstrap_truncation=false")
 
     def values(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
         """V(s_t) and V(s_{t+1}) per pg_lab.returns' conventions; zeros without a critic."""
         return np.zeros_like(batch.rewards), np.zeros_like(batch.rewards)
 
-    def estimate(self, batch: Batch, gamma: float, estimator: Estimator) -> Estimates:
-        """Returns under `estimator`, and the critic's values where the baseline has one."""
+    def estimate(self, batch: Batch, gamma: float, estimator: Estimator,
+                 bootstrap_truncation: bool | None = None) -> Estimates:
+        """Returns under `estimator`, and the critic's values where the baseline has one. With
+        bootstrap_truncation=False a time-limit truncation is an end worth 0 (cuts still bootstrap)."""
         values, next_values = self.values(batch)
+        if bootstrap_truncation is False:
+            next_values = np.where(batch.truncated & ~batch.terminated, 0.0, next_values)
         to_go = reward_to_go(batch.rewards, batch.ends, next_values, gamma)
         returns = to_go if estimator == Estimator.reward_to_go else \
             trajectory_returns(batch.rewards, batch.ends, next_values, gamma)

@@ -4,6 +4,8 @@ before the first env step."""
 
 from __future__ import annotations
 
+import functools
+
 import hydra
 import torch
 from gymnasium import spaces
@@ -13,6 +15,7 @@ from omegaconf import DictConfig
 from pg_lab.baselines import Context
 from pg_lab.config import ConfigError, Device
 from pg_lab.envs import EnvFactory
+from pg_lab.natural import NaturalGradient
 from pg_lab.networks import ObsNormalizer
 from pg_lab.policies import UnsupportedActionSpace
 from pg_lab.reinforce import Reinforce
@@ -54,15 +57,19 @@ def build_algorithm(cfg: DictConfig, observation_space: spaces.Space, action_spa
                              normalizer=normalizer).to(device)
         make_optimizer = instantiate(cfg.optimizer)
         optimizer = make_optimizer(policy.parameters())
-        baseline = instantiate(cfg.baseline,
-                               context=Context(observation_space.shape[0], normalizer, make_optimizer, device))
+        # a critic is a regression: with optimizer=natural (a policy-only step) it learns with Adam
+        make_critic_optimizer = functools.partial(torch.optim.Adam, eps=1e-5) \
+            if getattr(make_optimizer, "func", None) is NaturalGradient else make_optimizer
+        baseline = instantiate(cfg.baseline, context=Context(observation_space.shape[0], normalizer,
+                                                             make_critic_optimizer, device))
     except Exception as e:  # noqa: BLE001 - hydra wraps constructor errors; show the cause
         raise ConfigError(f"cannot build the learner: {e.__cause__ or e}") from None
     algo = cfg.algo
     return Reinforce(policy, optimizer, baseline, gamma=algo.gamma, estimator=algo.estimator,
                      reduction=algo.reduction, normalize_advantage=algo.normalize_advantage,
                      ent_coef=algo.ent_coef, max_grad_norm=algo.max_grad_norm,
-                     grad_variance_chunks=algo.grad_variance_chunks, device=device)
+                     grad_variance_chunks=algo.grad_variance_chunks,
+                     bootstrap_truncation=algo.bootstrap_truncation, device=device)
 
 
 def build(cfg: DictConfig, env_choice: str | None = None):

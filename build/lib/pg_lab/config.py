@@ -52,7 +52,8 @@ class Batching(str, enum.Enum):
 
 class Reduction(str, enum.Enum):
     mean = "mean"  # mean over all time steps of the batch (a rescaled gradient; the usual practice)
-    sum = "sum"    # sum over time, mean over episodes: the unbiased estimator of the lecture's equation
+    sum = "sum"    # sum over time, mean over the batch's (random number of) episodes: the lecture's equation,
+    #                a ratio estimator, consistent (its bias vanishes as episodes per batch grow), not unbiased
 
 
 @dataclass
@@ -68,6 +69,10 @@ class AlgoConfig:
     ent_coef: float = 0.0
     max_grad_norm: float | None = 0.5
     anneal_lr: bool = False  # linear decay of every learning rate to 0 at total_steps
+    # a time-limit truncation bootstrapped with V(final observation) (the infinite-horizon objective), or
+    # treated as an end worth 0 (the objective critic-free baselines optimise); null: true with a critic, false
+    # without (true needs a critic). A batch's cut in step batching is always bootstrapped.
+    bootstrap_truncation: bool | None = None
     debug: bool = False      # anomaly detection and distribution argument validation (slow)
     # > 0: log grad_var and grad_snr of the policy gradient from this many per-chunk gradients (costs
     # that many extra backward passes per update)

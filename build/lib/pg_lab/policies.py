@@ -4,10 +4,13 @@ Every policy offers the same small protocol:
     distribution(obs) -> a torch distribution whose log_prob(action) and entropy() have shape [batch]
     mode(dist)        -> the deterministic action (argmax / mean), for evaluation
     to_env(action)    -> the action sent to the environment (clipped or mapped to the bounds)
-The action *sampled* is what is stored and scored; only `to_env` clips or maps it.
+The action *sampled* is what is stored and scored; only `to_env` clips, squashes or maps it.
 
-Continuous heads work in a normalised space and map affinely to the Box bounds, so one set of
-hyperparameters (initial std 0.5, say) means the same thing on every task.
+Continuous heads sample in a normalised space ([-1, 1] for the Gaussians, the pre-tanh u for the squashed
+Gaussian, (0, 1) for the Beta) and map to the Box bounds, so one set of hyperparameters (initial std 0.5, say)
+means the same thing on every task. Their log-probs and entropies are nevertheless in the env's action units:
+each includes the log-Jacobian of its map to the bounds (affine, and tanh for the squashed Gaussian), so they
+compare across heads. The constant terms change no gradient.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 from torch.distributions import Beta, Categorical, Distribution, Independent, Normal
+from torch.special import log_ndtr
 
 from pg_lab.networks import ObsNormalizer, mlp
 
@@ -77,6 +81,10 @@ class Policy(nn.Module):
 
     def diagnostics(self) -> dict[str, float]:
         """Per-update numbers about the head itself, logged beside the losses."""
+        return {}
+
+    def action_diagnostics(self, actions: torch.Tensor) -> dict[str, float]:
+        """Per-update numbers about a batch's stored actions (e.g. how often they hit the bounds)."""
         return {}
 
 
@@ -137,6 +145,49 @@ class _BoxPolicy(Policy):
         """[-1, 1] -> bounds. Subclasses whose samples can leave [-1, 1] clip here, and only here."""
         return (self.center + self.half_range * action).cpu().numpy()
 
+    def unit_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Stored actions as the env gets them, in [-1, 1] units of the bounds (before the affine map)."""
+        return actions.clamp(-1.0, 1.0)
+
+    def action_diagnostics(self, actions: torch.Tensor) -> dict[str, float]:
+        """near_bound_frac: action components within 1% of the range from a bound, as the env gets them
+        (clipped ones included), comparable across heads."""
+        if not self.bounded:
+            return {}
+        return {"near_bound_frac": (self.unit_actions(actions).abs() >= 0.98).float().mean().item()}
+
+
+class ActionUnits(Distribution):
+    """`base` (over a head's sample space) with log-probs and entropy in action units: log_scale, the
+    log-Jacobian of the map from samples to actions (a constant per event), is subtracted from log_prob and
+    added to the entropy. Samples, mean and the stored action are base's."""
+
+    arg_constraints: dict = {}
+
+    def __init__(self, base: Distribution, log_scale: torch.Tensor):
+        self.base, self.log_scale = base, log_scale
+        super().__init__(batch_shape=base.batch_shape, event_shape=base.event_shape, validate_args=False)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        return self.base.sample(sample_shape)
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        return self.base.rsample(sample_shape)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self.base.log_prob(value) - self.log_scale
+
+    def entropy(self) -> torch.Tensor:
+        return self.base.entropy() + self.log_scale
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.base.mean
+
+    @property
+    def stddev(self) -> torch.Tensor:
+        return self.base.stddev
+
 
 class GaussianPolicy(_BoxPolicy):
     """Diagonal Gaussian; samples are clipped to the bounds on the way to the env (Chou et al.'s
@@ -177,9 +228,11 @@ class GaussianPolicy(_BoxPolicy):
             mean, log_std = out, self.log_std.expand_as(out)
         return mean, log_std.clamp(self.log_std_min, self.log_std_max)
 
-    def distribution(self, obs: torch.Tensor) -> Independent:
+    def distribution(self, obs: torch.Tensor) -> Distribution:
+        """N(μ, σ) over [-1, 1] units; log-probs and entropy in action units (σ_action = half_range · σ)."""
         mean, log_std = self._mean_log_std(obs)
-        return Independent(Normal(mean, log_std.exp()), 1)
+        base = Independent(Normal(mean, log_std.exp()), 1)
+        return ActionUnits(base, self.half_range.log().sum()) if self.bounded else base
 
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         """The rollout's hot path: the same draw as distribution(obs).sample(), without building it."""
@@ -191,67 +244,113 @@ class GaussianPolicy(_BoxPolicy):
             return action.cpu().numpy()
         return super().to_env(action.clamp(-1.0, 1.0))
 
+    def action_diagnostics(self, actions: torch.Tensor) -> dict[str, float]:
+        """clip_frac: action components outside the bounds (clipped on the way to the env)."""
+        if not self.bounded:
+            return {}
+        return {"clip_frac": (actions.abs() > 1.0).float().mean().item(), **super().action_diagnostics(actions)}
 
-class TanhNormal(Distribution):
-    """tanh(u), u ~ N(mean, std), summed over the action dimensions.
 
-    log p(a) = log N(atanh a) - Σ log(1 - a²), with a clamped to ±(1 - eps) first so that actions at
-    (or rounded to) the bounds keep a finite log-prob and gradient (float32 tanh reaches ±1 at |u| ≈ 9).
-    """
+class ClippedNormal(Distribution):
+    """The distribution of clip(x, -1, 1), x ~ N(μ, σ), as Fujita & Maeda's clipped-action policy gradient
+    (CAPG, ICML 2018) scores it: a sample beyond a bound has the probability of the whole tail,
+    log Φ((-1 - μ)/σ) or log Φ((μ - 1)/σ); inside, the Gaussian density (in action units: minus log_scale).
+    The score of a clipped sample is then that of the action the env got, which keeps the estimator unbiased
+    with a lower variance than scoring the unclipped sample."""
 
     arg_constraints: dict = {}
 
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor, eps: float = 1e-6):
-        self.base = Normal(mean, std)
-        self.eps = eps
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, log_scale: torch.Tensor):
+        self.base, self.log_scale = Normal(mean, std), log_scale
         super().__init__(batch_shape=mean.shape[:-1], event_shape=mean.shape[-1:], validate_args=False)
 
     def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
-        with torch.no_grad():
-            return torch.tanh(self.base.sample(sample_shape))
+        return self.base.sample(sample_shape)
 
-    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
-        return torch.tanh(self.base.rsample(sample_shape))
-
-    def log_prob(self, action: torch.Tensor) -> torch.Tensor:
-        return self._log_prob_pre_tanh(torch.atanh(action.clamp(-1.0 + self.eps, 1.0 - self.eps)))
-
-    def _log_prob_pre_tanh(self, u: torch.Tensor) -> torch.Tensor:
-        # log(1 - tanh(u)^2) written stably: 2 (log 2 - u - softplus(-2u))
-        log_det = 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))
-        return (self.base.log_prob(u) - log_det).sum(-1)
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        mean, std = self.base.loc, self.base.scale
+        inside = self.base.log_prob(value.clamp(-1.0, 1.0))  # clamped: the unused branch must not give NaN grads
+        low = log_ndtr((-1.0 - mean) / std)   # P(x <= -1)
+        high = log_ndtr((mean - 1.0) / std)   # P(x >= 1)
+        per_dim = torch.where(value <= -1.0, low, torch.where(value >= 1.0, high, inside))
+        n_inside = (value.abs() < 1.0).to(per_dim.dtype)
+        return per_dim.sum(-1) - (n_inside * self.log_scale).sum(-1)
 
     def entropy(self) -> torch.Tensor:
-        """No closed form: a one-sample Monte Carlo estimate −log p(tanh u), u reparametrised (so an
-        entropy bonus has a gradient)."""
-        return -self._log_prob_pre_tanh(self.base.rsample())
+        """The unclipped Gaussian's entropy in action units (the clipped law is a mixed measure without one):
+        what the entropy bonus acts on, as for the Gaussian head."""
+        return self.base.entropy().sum(-1) + self.log_scale.sum(-1)
 
     @property
     def mean(self) -> torch.Tensor:
-        """The deterministic action tanh(μ) (the median, not the mean, of the squashed distribution)."""
-        return torch.tanh(self.base.mean)
+        return self.base.mean
+
+
+class CapgPolicy(GaussianPolicy):
+    """A Gaussian clipped to the bounds, scored as the clipped action it sends (CAPG, Fujita & Maeda 2018)."""
+
+    name = "capg"
+    needs_bounds = True
+
+    def distribution(self, obs: torch.Tensor) -> ClippedNormal:
+        mean, log_std = self._mean_log_std(obs)
+        return ClippedNormal(mean, log_std.exp(), self.half_range.log())
+
+
+class TanhNormal(Distribution):
+    """The squashed Gaussian over its pre-tanh sample u ~ N(μ, σ): the stored, scored action is u; the env
+    gets center + half_range · tanh(u). log p(a) = log N(u) − Σ log(1 − tanh² u) − log_scale, in action units
+    (log_scale: Σ log half_range). Scoring u itself keeps saturated samples (|u| ≫ 1, where tanh(u) rounds to
+    ±1 in float32) exact: recovering u by atanh of a clamped action biased their gradient."""
+
+    arg_constraints: dict = {}
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, log_scale: torch.Tensor | float = 0.0):
+        self.base = Normal(mean, std)
+        self.log_scale = log_scale
+        super().__init__(batch_shape=mean.shape[:-1], event_shape=mean.shape[-1:], validate_args=False)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        return self.base.sample(sample_shape)
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        return self.base.rsample(sample_shape)
+
+    def log_prob(self, u: torch.Tensor) -> torch.Tensor:
+        # log(1 - tanh(u)^2) written stably: 2 (log 2 - u - softplus(-2u))
+        log_det = 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))
+        return (self.base.log_prob(u) - log_det).sum(-1) - self.log_scale
+
+    def entropy(self) -> torch.Tensor:
+        """No closed form: a one-sample Monte Carlo estimate −log p(u), u reparametrised (so an entropy bonus
+        has a gradient)."""
+        return -self.log_prob(self.base.rsample())
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """μ, whose action tanh(μ) is the deterministic one (the median, not the mean, of the squashed law)."""
+        return self.base.mean
 
 
 class SquashedGaussianPolicy(GaussianPolicy):
-    """Gaussian squashed by tanh into the bounds: no clipping, no mass outside the box."""
+    """Gaussian squashed by tanh into the bounds: no clipping, no mass outside the box. The stored action is
+    the pre-tanh sample u; tanh is applied on the way to the env."""
 
     name = "squashed_gaussian"
     needs_bounds = True
 
-    def __init__(self, observation_space, action_space, eps: float = 1e-6, **gaussian):
-        """eps: how far from ±1 an action is clamped before atanh; `gaussian`: GaussianPolicy's arguments."""
-        super().__init__(observation_space, action_space, **gaussian)
-        self.eps = eps
-
     def distribution(self, obs: torch.Tensor) -> TanhNormal:
         mean, log_std = self._mean_log_std(obs)
-        return TanhNormal(mean, log_std.exp(), self.eps)
+        return TanhNormal(mean, log_std.exp(), self.half_range.log().sum())
 
-    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        return torch.tanh(super().act(obs, deterministic))
+    def to_env(self, u: torch.Tensor) -> np.ndarray:
+        return _BoxPolicy.to_env(self, torch.tanh(u))
 
-    def to_env(self, action: torch.Tensor) -> np.ndarray:
-        return _BoxPolicy.to_env(self, action)
+    def unit_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(actions)
+
+    def action_diagnostics(self, actions: torch.Tensor) -> dict[str, float]:
+        return _BoxPolicy.action_diagnostics(self, actions)
 
 
 class ClampedBeta(Beta):
@@ -293,12 +392,30 @@ class BetaPolicy(_BoxPolicy):
     def _head_dim(self, action_space: spaces.Box) -> int:
         return 2 * self.act_dim
 
-    def distribution(self, obs: torch.Tensor) -> Independent:
+    def distribution(self, obs: torch.Tensor) -> ActionUnits:
+        """Beta(α, β) over (0, 1); log-probs and entropy in action units (the map to the bounds scales by
+        high − low = 2 · half_range)."""
         alpha, beta = (1.0 + nn.functional.softplus(self.net(self.normalizer(obs)))).split(self.act_dim, -1)
-        return Independent(ClampedBeta(alpha, beta, self.eps), 1)
+        return ActionUnits(Independent(ClampedBeta(alpha, beta, self.eps), 1), (2.0 * self.half_range).log().sum())
 
     def to_env(self, action: torch.Tensor) -> np.ndarray:
         return super().to_env(2.0 * action - 1.0)
 
+    def unit_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        return 2.0 * actions - 1.0
 
-POLICIES = {p.name: p for p in (CategoricalPolicy, GaussianPolicy, SquashedGaussianPolicy, BetaPolicy)}
+
+def kl_divergence(old: Distribution, new: Distribution) -> torch.Tensor:
+    """KL(old ‖ new) per state, for any head's distribution. The action-unit shift, tanh and the affine map
+    are bijections, which leave the KL unchanged, so it is the KL of the sampled laws; for CAPG's clipped
+    Gaussian it is the KL of the unclipped Gaussians, an upper bound (clipping loses information)."""
+    def sampled(d: Distribution) -> Distribution:
+        if isinstance(d, ActionUnits):
+            return d.base
+        if isinstance(d, (TanhNormal, ClippedNormal)):
+            return Independent(d.base, 1)
+        return d
+    return torch.distributions.kl_divergence(sampled(old), sampled(new))
+
+
+POLICIES = {p.name: p for p in (CategoricalPolicy, GaussianPolicy, CapgPolicy, SquashedGaussianPolicy, BetaPolicy)}

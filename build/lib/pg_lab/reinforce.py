@@ -13,12 +13,15 @@ checkpoint needs of it.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 from pg_lab.baselines import Baseline
 from pg_lab.config import Estimator, Reduction
-from pg_lab.policies import Policy
+from pg_lab.natural import NaturalGradient
+from pg_lab.policies import Policy, kl_divergence
 from pg_lab.returns import episode_starts
 from pg_lab.rollout import Batch, NonFiniteError
 
@@ -27,9 +30,10 @@ def policy_loss(log_prob: torch.Tensor, advantage: torch.Tensor, reduction: Redu
                 num_episodes: int) -> torch.Tensor:
     """−(G − b) · log π(a|s), over the batch's steps.
 
-    `sum` sums over each episode's steps and averages over episodes: the unbiased estimate of the
-    equation above. `mean` averages over all steps: the same direction scaled by 1/(mean episode length),
-    which keeps the step size comparable across tasks."""
+    `sum` sums over each episode's steps and averages over the batch's episodes: the equation above as a
+    ratio estimator (the number of episodes in a batch is random), so consistent, not unbiased — its bias
+    shrinks as episodes per batch grow. `mean` averages over all steps: the same direction scaled by
+    1/(mean episode length), which keeps the step size comparable across tasks."""
     if reduction == Reduction.sum:
         return -(advantage * log_prob).sum() / num_episodes
     return -(advantage * log_prob).mean()
@@ -72,12 +76,13 @@ class Reinforce:
                  gamma: float = 0.99, estimator: Estimator = Estimator.reward_to_go,
                  reduction: Reduction = Reduction.mean, normalize_advantage: bool = True, ent_coef: float = 0.0,
                  max_grad_norm: float | None = None, grad_variance_chunks: int = 0,
-                 device: torch.device = torch.device("cpu")):
+                 bootstrap_truncation: bool | None = None, device: torch.device = torch.device("cpu")):
         self.policy, self.optimizer, self.baseline = policy, optimizer, baseline
         self.normalizer = policy.normalizer  # shared with the critic
         self.gamma, self.estimator, self.reduction = gamma, estimator, reduction
         self.normalize_advantage, self.ent_coef, self.max_grad_norm = normalize_advantage, ent_coef, max_grad_norm
         self.grad_variance_chunks, self.device = grad_variance_chunks, device
+        self.bootstrap_truncation = bootstrap_truncation
         # the configured rates, before any checkpoint is loaded: what `anneal` scales
         self.base_lrs = [[g["lr"] for g in opt.param_groups] for opt in self.optimizers]
 
@@ -92,13 +97,14 @@ class Reinforce:
                 group["lr"] = lr * fraction
 
     def update(self, batch: Batch) -> dict[str, float]:
-        est = self.baseline.estimate(batch, self.gamma, self.estimator)
+        est = self.baseline.estimate(batch, self.gamma, self.estimator, self.bootstrap_truncation)
         advantages = self.baseline.advantages(est, self.gamma)
         obs = batch.flat(torch.from_numpy(batch.obs).to(self.device))
         metrics = self.policy_step(obs, batch, advantages)
         metrics.update(self.baseline.fit(obs, est, advantages))
         self.normalizer.accumulate(obs)  # after both steps: the distribution that sampled the batch scored it
         metrics.update(self.policy.diagnostics())
+        metrics.update(self.policy.action_diagnostics(batch.flat(batch.actions)))
         return metrics
 
     def policy_step(self, obs: torch.Tensor, batch: Batch, advantages: np.ndarray) -> dict[str, float]:
@@ -108,6 +114,8 @@ class Reinforce:
         if self.normalize_advantage and len(advantage) > 1:
             advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
 
+        if isinstance(self.optimizer, NaturalGradient):
+            return self.natural_policy_step(obs, actions, advantage)
         dist = self.policy.distribution(obs)
         log_prob = dist.log_prob(actions)
         entropy = dist.entropy().mean()
@@ -133,6 +141,30 @@ class Reinforce:
         if bad:
             raise NonFiniteError(f"non-finite policy parameters after the update: {bad} (the model, not the env)")
         return {"policy_loss": loss.item(), "entropy": entropy.item(), "grad_norm": grad_norm.item(), **diagnostics}
+
+    def natural_policy_step(self, obs: torch.Tensor, actions: torch.Tensor, advantage: torch.Tensor) -> dict:
+        """optimizer=natural: the surrogate −mean(A · π/π_old) − ent_coef · H (its gradient at θ_old is the
+        policy gradient) stepped along F⁻¹g within the KL bound (pg_lab.natural)."""
+        with torch.no_grad():
+            old = self.policy.distribution(obs)
+            old_log_prob = old.log_prob(actions)
+
+        def loss_fn() -> torch.Tensor:
+            dist = self.policy.distribution(obs)
+            ratio = torch.exp(dist.log_prob(actions) - old_log_prob)
+            return -(advantage * ratio).mean() - self.ent_coef * dist.entropy().mean()
+
+        def kl_fn() -> torch.Tensor:
+            return kl_divergence(old, self.policy.distribution(obs)).mean()
+
+        info = self.optimizer.natural_step(loss_fn, kl_fn)
+        bad = [n for n, p in self.policy.named_parameters() if not torch.isfinite(p).all()]
+        if bad or not all(map(math.isfinite, info.values())):
+            raise NonFiniteError(f"non-finite natural step {info} / parameters {bad} (the model, not the env)")
+        with torch.no_grad():
+            entropy = self.policy.distribution(obs).entropy().mean().item()
+        return {"policy_loss": info["loss_before"], "entropy": entropy, "grad_norm": info["grad_norm"],
+                "kl": info["kl"], "step_fraction": info["step_fraction"]}
 
     def state_dict(self) -> dict:
         return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),

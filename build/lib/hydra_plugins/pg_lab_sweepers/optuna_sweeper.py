@@ -174,14 +174,14 @@ class OptunaSweeper(Sweeper):
         self._write_best(study)
 
     def _counted(self, study: optuna.Study) -> int:
-        """Trials that count towards n_trials: done ones (less those re-run) and ones running elsewhere."""
+        """Trials that count towards n_trials: done ones (less those re-run) and ones running elsewhere. Waiting
+        (re-queued) trials do not: `ask` hands them out first, in place of the ones they re-run."""
         from optuna.trial import TrialState
 
         now = time.time()
         return sum(1 for t in study.get_trials(deepcopy=False)
                    if (t.state in _done(TrialState) and not t.user_attrs.get("rerun"))
-                   or (t.state == TrialState.RUNNING and now - t.user_attrs.get("heartbeat", 0) < self.stale_after_s)
-                   or t.state == TrialState.WAITING)
+                   or (t.state == TrialState.RUNNING and now - t.user_attrs.get("heartbeat", 0) < self.stale_after_s))
 
     def _rerun_cut_off(self, study: optuna.Study, space: dict) -> None:
         from optuna.trial import TrialState
