@@ -1,3 +1,0 @@
-from pg_lab.train import main
-
-main()
