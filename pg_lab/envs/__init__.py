@@ -1,8 +1,9 @@
 """Environments: the `env` config group builds an `EnvFactory`, which makes the gymnasium vector env that
 training steps and the single env that evaluation renders, from the same settings.
 
-Importing pg_lab registers `pg_lab/Quadruped-v0` and picks MuJoCo's offscreen backend where none is set
-(MUJOCO_GL=osmesa if OSMesa is installed, else egl if EGL is), so `render_mode="rgb_array"` works as is."""
+Importing pg_lab registers `pg_lab/Quadruped-v0` and `pg_lab/Legged-v0` (real robot models: pg_lab.envs.legged),
+and picks MuJoCo's offscreen backend where none is set (MUJOCO_GL=osmesa if OSMesa is installed, else egl if EGL
+is), so `render_mode="rgb_array"` works as is."""
 
 from __future__ import annotations
 
@@ -57,3 +58,5 @@ def make_vector_env(id: str, num_envs: int = 1, vectorization: str = "sync",
 
 if "pg_lab/Quadruped-v0" not in gym.registry:
     gym.register("pg_lab/Quadruped-v0", entry_point="pg_lab.envs.quadruped:QuadrupedEnv", max_episode_steps=1000)
+if "pg_lab/Legged-v0" not in gym.registry:  # 20 s episodes at the default 50 Hz control
+    gym.register("pg_lab/Legged-v0", entry_point="pg_lab.envs.legged:LeggedEnv", max_episode_steps=1000)

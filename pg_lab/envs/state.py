@@ -2,7 +2,9 @@
 exactly where they were.
 
 Per sub-env: the simulator (MuJoCo's whole `MjData`, copied back with `mj_copyData`, so that derived
-quantities a step reads before integrating, such as body positions, are the same too; for other envs, the
+quantities a step reads before integrating, such as body positions, are the same too, plus what an env keeps
+beside it through `extra_state()` / `load_extra_state(state)`, e.g. the legged env's command, last action and
+randomised model parameters; for other envs, the
 plain attributes of the unwrapped env, e.g. CartPole's `state`), the env's random generator, and the
 wrappers' counters (TimeLimit's elapsed steps). Exact for Gymnasium's own envs and pg_lab's; a wrapper of
 your own that keeps other state is not captured. Only a SyncVectorEnv's sub-envs are reachable: for an
@@ -46,6 +48,8 @@ def capture_env(env: gym.Env) -> dict:
     data = getattr(unwrapped, "data", None)
     if data is not None and type(data).__name__ == "MjData":
         state["mjdata"] = zlib.compress(pickle.dumps(data), 1)
+        if hasattr(unwrapped, "extra_state"):  # task state beside the simulator's (pg_lab.envs.legged)
+            state["extra"] = copy.deepcopy(unwrapped.extra_state())
     else:
         state["attributes"] = {k: copy.deepcopy(v) for k, v in vars(unwrapped).items()
                                if not k.startswith("_np_random") and _is_simple(v)}
@@ -61,6 +65,8 @@ def restore_env(env: gym.Env, state: dict) -> None:
     if "mjdata" in state:
         import mujoco
         mujoco.mj_copyData(unwrapped.data, unwrapped.model, pickle.loads(zlib.decompress(state["mjdata"])))
+        if "extra" in state:
+            unwrapped.load_extra_state(copy.deepcopy(state["extra"]))
     else:
         for k, v in state["attributes"].items():
             setattr(unwrapped, k, copy.deepcopy(v))

