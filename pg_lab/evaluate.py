@@ -95,6 +95,104 @@ def evaluate(run_dir: RunDir, episodes: int = 5, video: Path | None = None, vide
     return report
 
 
+DEFAULT_COMMANDS = [(vx, vy, 0.0) for vx in (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5) for vy in (0.0,)] + \
+    [(0.5, -0.5, 0.0), (0.5, 0.5, 0.0), (0.0, 0.0, -1.0), (0.0, 0.0, 1.0)]
+
+
+def overlay(frame: np.ndarray, lines: list[str]) -> np.ndarray:
+    """Text drawn in the frame's top-left corner (Pillow, which matplotlib already needs)."""
+    from PIL import Image, ImageDraw
+    img = Image.fromarray(frame)
+    draw = ImageDraw.Draw(img)
+    draw.rectangle([0, 0, 250, 14 * len(lines) + 6], fill=(255, 255, 255))
+    for i, text in enumerate(lines):
+        draw.text((5, 3 + 14 * i), text, fill=(0, 0, 0))
+    return np.asarray(img)
+
+
+def evaluate_commands(run_dir: RunDir, commands: list[tuple[float, float, float]] | None = None,
+                      seconds: float = 10.0, settle: float = 2.0, seed: int = 20_000, video: Path | None = None,
+                      plot: Path | None = None, progress: bool = False) -> dict:
+    """Velocity-command tracking: one deterministic episode per command (vx, vy, yaw rate), the command fixed
+    for the episode. Tracking error = mean over the steps after `settle` seconds of |v_xy − command_xy| (m/s);
+    the yaw-rate error likewise. Writes eval_commands.json, a plot of achieved against commanded velocity, and
+    a video (all commands one after another) with the commanded and actual velocity drawn on each frame."""
+    cfg = run_dir.read_config()
+    env = env_factory(cfg).make(render_mode="rgb_array" if video else None)
+    if not hasattr(env.unwrapped, "set_command"):
+        raise SystemExit(f"{cfg.env.id} takes no velocity command (use env=quadruped_velocity, or "
+                         "env.kwargs.task=velocity)")
+    if video and os.environ.get("MUJOCO_GL") == "osmesa":
+        fast_render(env)
+    algorithm = build_algorithm(cfg, env.observation_space, env.action_space, torch.device("cpu"))
+    algorithm.load_state_dict(run_dir.load_checkpoint())
+    policy = algorithm.policy.eval()
+    dt = env.unwrapped.dt
+    steps, skip = int(round(seconds / dt)), int(round(settle / dt))
+    results, frames = [], []
+    for i, command in enumerate(tqdm(commands or DEFAULT_COMMANDS, desc="commands", disable=not progress)):
+        env.reset(seed=seed + i)
+        obs = env.unwrapped.set_command(*command)
+        measured, fell = [], False
+        for _ in range(steps):
+            with torch.no_grad():
+                action = policy.act(torch.as_tensor(obs, dtype=torch.float32)[None], deterministic=True)
+            obs, _, terminated, truncated, info = env.step(policy.to_env(action)[0])
+            measured.append(info["velocity"])
+            if video:
+                v = info["velocity"]
+                frames.append(overlay(env.render(), [f"command vx {command[0]:+.2f} vy {command[1]:+.2f} "
+                                                     f"yaw {command[2]:+.2f}",
+                                                     f"actual  vx {v[0]:+.2f} vy {v[1]:+.2f} yaw {v[2]:+.2f}"]))
+            if terminated or truncated:
+                fell = bool(terminated)
+                break
+        m = np.array(measured[skip:] if len(measured) > skip else measured)
+        c = np.asarray(command)
+        results.append({"command": list(command), "mean_velocity": m.mean(0).tolist(),
+                        "tracking_error_xy": float(np.linalg.norm(m[:, :2] - c[:2], axis=1).mean()),
+                        "tracking_error_yaw": float(np.abs(m[:, 2] - c[2]).mean()), "fall": fell,
+                        "steps": len(measured)})
+    env.close()
+    report = {"commands": results, "tracking_error_xy_mean": float(np.mean([r["tracking_error_xy"] for r in results])),
+              "tracking_error_yaw_mean": float(np.mean([r["tracking_error_yaw"] for r in results])),
+              "falls": int(sum(r["fall"] for r in results)), "seconds": seconds, "settle": settle}
+    if video and frames:
+        import imageio.v2 as imageio
+        video.parent.mkdir(parents=True, exist_ok=True)
+        imageio.mimwrite(video, frames, fps=round(1 / dt), macro_block_size=8)
+        report["video"] = str(video)
+    if plot:
+        report["plot"] = str(plot_tracking(results, plot))
+    (run_dir.path / "eval_commands.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def plot_tracking(results: list[dict], out: Path) -> Path:
+    """Achieved against commanded vx, vy and yaw rate (one point per command; a fall is a red cross)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.4), dpi=110)
+    for k, (ax, name) in enumerate(zip(axes, ("vx (m/s)", "vy (m/s)", "yaw rate (rad/s)"))):
+        c = np.array([r["command"][k] for r in results])
+        a = np.array([r["mean_velocity"][k] for r in results])
+        fell = np.array([r["fall"] for r in results])
+        lim = [min(c.min(), a.min()) - 0.2, max(c.max(), a.max()) + 0.2]
+        ax.plot(lim, lim, color="grey", linestyle=":")
+        ax.scatter(c[~fell], a[~fell], s=18)
+        ax.scatter(c[fell], a[fell], s=30, marker="x", color="red", label="fell")
+        ax.set_xlabel(f"commanded {name}")
+        ax.set_ylabel(f"achieved {name}")
+        ax.grid(alpha=0.3)
+    fig.suptitle("velocity tracking (deterministic policy, mean after the settling time)", fontsize=10)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
 def log_to_wandb(run_dir: RunDir, report: dict) -> None:
     """Add the evaluation (and the video) to the run's own W&B run (offline runs: `wandb sync` later)."""
     import wandb
@@ -123,12 +221,35 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=10_000, help="reset seed of the first episode")
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of the mean")
     p.add_argument("--wandb", action="store_true", help="log the results and video to the run's W&B run")
+    p.add_argument("--commands", nargs="*", default=None, metavar="VX,VY,YAW",
+                   help="velocity-command tracking instead (env=quadruped_velocity): one episode per command; "
+                        "no value: a grid over forward, lateral and turning commands. Writes eval_commands.json, "
+                        "tracking.png and, with --video, the commands' episodes with the velocities drawn on")
+    p.add_argument("--seconds", type=float, default=10.0, help="episode length per command (--commands)")
     args = p.parse_args(argv)
     run_dir = RunDir(args.run_dir)
     for needed in (run_dir.config, run_dir.checkpoint):
         if not needed.is_file():
             p.error(f"{needed} not found: RUN_DIR must be a pg-lab run directory with a checkpoint")
     video = args.video if args.video is None or args.video.is_absolute() else run_dir.path / args.video
+    if args.commands is not None:
+        try:
+            commands = [tuple(float(x) for x in c.split(",")) for c in args.commands] or None
+        except ValueError:
+            p.error(f"--commands: expected VX,VY,YAW triples such as 1.0,0,0, got {args.commands}")
+        if commands and any(len(c) != 3 for c in commands):
+            p.error(f"--commands: expected VX,VY,YAW triples such as 1.0,0,0, got {args.commands}")
+        report = evaluate_commands(run_dir, commands, args.seconds, seed=args.seed, video=video,
+                                   plot=run_dir.path / "tracking.png", progress=True)
+        for r in report["commands"]:
+            c, v = r["command"], r["mean_velocity"]
+            print(f"command ({c[0]:+.2f}, {c[1]:+.2f}, {c[2]:+.2f}) -> ({v[0]:+.2f}, {v[1]:+.2f}, {v[2]:+.2f}): "
+                  f"error {r['tracking_error_xy']:.2f} m/s, yaw {r['tracking_error_yaw']:.2f} rad/s"
+                  + ("  FELL" if r["fall"] else ""))
+        print(f"mean tracking error {report['tracking_error_xy_mean']:.3f} m/s (yaw "
+              f"{report['tracking_error_yaw_mean']:.3f} rad/s), falls {report['falls']}/{len(report['commands'])}; "
+              f"plot {report['plot']}" + (f"; video {report['video']}" if report.get("video") else ""))
+        return
     report = evaluate(run_dir, args.episodes, video, args.video_episodes, args.seed, args.max_steps,
                       args.stochastic, args.full_render, progress=True)
     for i, r in enumerate(report["episodes"]):

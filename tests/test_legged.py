@@ -1,7 +1,10 @@
 """pg_lab/Legged-v0: the shipped real quadrupeds build, their action layout and PD path, the velocity task,
 randomisation, terrain, exact state capture, and a short training run on each model (slow)."""
 
+import ctypes.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -17,6 +20,7 @@ from pg_lab.envs.quadruped import DEFAULT_XML
 from pg_lab.envs.state import capture_env, restore_env
 
 ROOT = Path(__file__).resolve().parent.parent
+EVAL = str(Path(sys.executable).parent / "pg-lab-eval")
 
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
@@ -191,3 +195,25 @@ def test_short_training_on_each_model(tmp_path, env_name):
     run_pg_lab(tmp_path, f"env={env_name}", "env.num_envs=2", "algo.num_steps=64", "total_steps=512")
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["total_steps"] == 512
+    if env_name != "quadruped_velocity":
+        return
+    # the command-tracking evaluation: one episode per command, a plot, a video with the velocities drawn on
+    proc = subprocess.run([EVAL, str(tmp_path), "--commands", "0.5,0,0", "1.0,0.2,0", "--seconds", "0.3",
+                           "--video", "commands.mp4"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "eval_commands.json").read_text())
+    assert [r["command"] for r in report["commands"]] == [[0.5, 0.0, 0.0], [1.0, 0.2, 0.0]]
+    for r in report["commands"]:
+        achieved = np.array(r["mean_velocity"])
+        assert r["tracking_error_xy"] >= abs(np.linalg.norm(achieved[:2] - r["command"][:2])) - 1e-9
+    assert (tmp_path / "tracking.png").stat().st_size > 0
+    if _offscreen_gl():
+        import imageio.v3 as iio
+        frames = np.stack(list(iio.imiter(tmp_path / "commands.mp4")))
+        assert frames.shape[0] == 2 * 15 and frames[:, :10, :200].mean() > 200  # the white text box is drawn
+    bad = subprocess.run([EVAL, str(tmp_path), "--commands", "1,2"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "VX,VY,YAW" in bad.stderr
+
+
+def _offscreen_gl() -> bool:
+    return bool(ctypes.util.find_library("OSMesa") or ctypes.util.find_library("EGL"))

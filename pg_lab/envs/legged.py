@@ -351,9 +351,10 @@ class LeggedEnv(MujocoEnv):
             self.command = np.array([self.np_random.uniform(*r[k]) for k in ("vx", "vy", "yaw")])
         return self._get_obs()
 
-    def set_command(self, vx: float, vy: float = 0.0, yaw: float = 0.0) -> None:
-        """Fix the command (evaluation); the next reset samples a new one."""
+    def set_command(self, vx: float, vy: float = 0.0, yaw: float = 0.0) -> np.ndarray:
+        """Fix the command (evaluation; the next reset samples a new one) and return the observation with it."""
         self.command = np.array([vx, vy, yaw], dtype=float)
+        return self._get_obs()
 
     def _randomize(self) -> None:
         r = self.randomization
