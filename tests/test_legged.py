@@ -98,7 +98,7 @@ def test_a_position_servo_model_takes_targets_directly():
 
 
 def test_velocity_task_samples_commands_and_rewards_tracking():
-    env = LeggedEnv("go1", task="velocity", rewards={k: 0.0 for k in ("lin_vel_z", "ang_vel_xy", "orientation",
+    env = LeggedEnv("go1", task="velocity", only_positive_rewards=False, rewards={k: 0.0 for k in ("lin_vel_z", "ang_vel_xy", "orientation",
                     "base_height", "torques", "dof_acc", "action_rate", "feet_air_time", "collision")})
     commands = []
     for seed in range(20):
@@ -114,6 +114,15 @@ def test_velocity_task_samples_commands_and_rewards_tracking():
     expected = env.dt * (np.exp(-((0.7 - v[0]) ** 2 + (-0.2 - v[1]) ** 2) / 0.25)
                          + 0.5 * np.exp(-(0.3 - v[2]) ** 2 / 0.25))
     assert reward == pytest.approx(expected)
+
+
+def test_penalties_never_make_the_reward_negative_unless_asked():
+    for clip in (True, False):
+        env = LeggedEnv("go1", rewards={"forward_velocity": 0.0, "torques": -1.0}, only_positive_rewards=clip)
+        env.reset(seed=0)
+        _, reward, _, _, info = env.step(np.ones(12, dtype=np.float32))
+        assert info["reward_torques"] < 0
+        assert reward == (0.0 if clip else pytest.approx(sum(v for k, v in info.items() if k.startswith("reward_"))))
 
 
 def test_unknown_settings_are_refused_by_name():
