@@ -24,20 +24,31 @@ import tempfile
 import time
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 
 import pg_lab  # noqa: F401  (registers the quadruped)
 from pg_lab.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIG_IDS = {"half_cheetah": "HalfCheetah-v5", "hopper": "Hopper-v5", "quadruped": "pg_lab/Quadruped-v0",
-              "walker2d": "Walker2d-v5", "ant": "Ant-v5", "inverted_pendulum": "InvertedPendulum-v5",
-              "cartpole": "CartPole-v1"}
+ENV_CONFIGS = sorted(p.stem for p in (ROOT / "conf" / "env").glob("*.yaml"))
 
 
-def raw_single(env_id: str, n: int = 20000) -> float:
-    env = gym.make(env_id)
+def compose_env(env_cfg: str, overrides: list[str]):
+    """The env config's EnvFactory, composed as `pg-lab env=<env_cfg> <overrides>` would."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from pg_lab.config import register_schema
+    from pg_lab.train import CONF_DIR
+    register_schema()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=[f"env={env_cfg}", *overrides])
+    return instantiate(cfg.env)
+
+
+def raw_single(env_cfg: str, overrides: list[str], n: int = 20000) -> float:
+    """One env of the task (its env file's kwargs: the legged models' xml_file, physics_dt, ...), random actions."""
+    env = compose_env(env_cfg, overrides).make()
     env.reset(seed=0)
     env.action_space.seed(0)
     t = time.perf_counter()
@@ -51,15 +62,7 @@ def raw_single(env_id: str, n: int = 20000) -> float:
 
 
 def raw_vector(env_cfg: str, overrides: list[str], n: int = 20000) -> float:
-    from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
-
-    from pg_lab.config import register_schema
-    from pg_lab.train import CONF_DIR
-    register_schema()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=[f"env={env_cfg}", *overrides])
-    envs = instantiate(cfg.env).make_vector()
+    envs = compose_env(env_cfg, overrides).make_vector()
     envs.reset(seed=0)
     envs.action_space.seed(0)
     steps, t = 0, time.perf_counter()
@@ -82,11 +85,10 @@ def throughput(envs: list[str], steps: int, overrides: list[str]) -> list[dict]:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in envs:
-            env_id = CONFIG_IDS[name]
-            before = raw_single(env_id)
+            before = raw_single(name, overrides)
             vector = raw_vector(name, overrides)
             summary, _ = pg_lab_run([f"env={name}", f"total_steps={steps}", "seed=0", *overrides], Path(tmp) / name)
-            after = raw_single(env_id)
+            after = raw_single(name, overrides)
             raw = (before + after) / 2
             results.append({"env": name, "raw_single": raw, "raw_vector": vector, "train": summary["steps_per_s"],
                             "ratio": summary["steps_per_s"] / raw})
@@ -172,7 +174,7 @@ def peers(seeds: int, hc_steps: int) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--envs", nargs="+", default=["half_cheetah", "hopper", "quadruped"], choices=sorted(CONFIG_IDS))
+    p.add_argument("--envs", nargs="+", default=["half_cheetah", "hopper", "quadruped"], choices=ENV_CONFIGS)
     p.add_argument("--steps", type=int, default=100_000, help="training steps per env")
     p.add_argument("--sb3", action="store_true", help="also run the Stable-Baselines3 comparison")
     p.add_argument("--seeds", type=int, default=3, help="seeds of the CartPole time-to-solve comparison")
