@@ -52,7 +52,8 @@ REWARDS = {  # legged_gym's weights (per second; × control_dt per step)
     "forward_velocity": 1.0,    # task=forward: vx, capped at max_forward_speed
     "tracking_lin_vel": 1.0,    # task=velocity: exp(-|v_xy - command_xy|² / tracking_sigma)
     "tracking_ang_vel": 0.5,    # task=velocity: exp(-(yaw rate - command)² / tracking_sigma)
-    "alive": 0.0,               # per second not fallen
+    "alive": 0.5,               # per second not fallen (as the old quadruped's healthy reward: penalties alone
+                                # would make an early fall pay)
     "lin_vel_z": -2.0,          # vertical trunk velocity²
     "ang_vel_xy": -0.05,        # roll and pitch rates²
     "orientation": -1.0,        # |projected gravity xy|²: tilt
@@ -61,7 +62,7 @@ REWARDS = {  # legged_gym's weights (per second; × control_dt per step)
     "dof_acc": -2.5e-7,         # Σ q̈²
     "action_rate": -0.01,       # Σ (a_t - a_{t-1})²
     "feet_air_time": 1.0,       # Σ (air time - 0.5 s) at each touchdown (steps, not shuffles)
-    "collision": -1.0,          # bodies other than feet touching the ground
+    "collision": -1.0,          # trunk, hip and thigh geoms touching the ground (not the feet or shanks)
 }
 RANDOMIZATION = {
     "friction": None,           # [low, high]: a scale of every geom's sliding friction
@@ -222,6 +223,11 @@ class LeggedEnv(MujocoEnv):
         self.nominal_height = float(self._nominal_height or self.key_qpos[model.jnt_qposadr[free[0]] + 2])
         self.free_qpos, self.free_qvel = int(model.jnt_qposadr[free[0]]), int(model.jnt_dofadr[free[0]])
         self.feet = self._find_feet(model)
+        # collisions: ground contacts of the trunk, hips and thighs; the feet's bodies and the shanks that carry them
+        # are left out (Go1's calf capsule touches the ground beside the foot when it stands at its home pose)
+        foot_bodies = set(model.geom_bodyid[self.feet].tolist())
+        lower_leg = foot_bodies | {int(model.body_parentid[b]) for b in foot_bodies}
+        self.foot_body_geoms = {g for g in range(model.ngeom) if int(model.geom_bodyid[g]) in lower_leg}
         self.is_floor = model.geom_bodyid == 0  # world geoms: the floor or terrain
         self.base_kp, self.base_kd = model.actuator_gainprm[:, 0].copy(), -model.actuator_biasprm[:, 2].copy()
         self.base_force = model.actuator_forcerange.copy()
@@ -310,7 +316,6 @@ class LeggedEnv(MujocoEnv):
         if self.task == "velocity" and np.linalg.norm(self.command[:2]) < 0.1:
             air = 0.0  # standing still is no reason to step
         self.air_time[in_contact] = 0.0
-        feet = set(self.feet.tolist())
         terms.update({
             "alive": 1.0,
             "lin_vel_z": lin[2] ** 2,
@@ -321,7 +326,7 @@ class LeggedEnv(MujocoEnv):
             "dof_acc": float(np.sum(((d.qvel[self.qvel_idx] - qvel_before) / self.dt) ** 2)),
             "action_rate": float(np.sum((action - self.last_action) ** 2)),
             "feet_air_time": air,
-            "collision": float(len(contact_geoms - feet)),
+            "collision": float(len(contact_geoms - self.foot_body_geoms)),
         })
         return {k: float(v) for k, v in terms.items() if self.weights.get(k, 0.0) != 0.0}
 
