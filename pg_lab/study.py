@@ -265,6 +265,12 @@ def study(roots: list[Path], report: Path, figures: Path | None = None, formats=
               "each). Final return = the mean return of a run's last 20 training episodes at its budget. Intervals "
               f"are 95% percentile bootstrap CIs ({RESAMPLES} resamples) over seeds; aggregates resample seeds "
               "within each task (stratified bootstrap).\n")
+    md.append("Seeds per cell (task × arm; `—`: not run, by the cut or not yet):\n")
+    md.append("| task | " + " | ".join(label(a) for a in arms) + " |\n|---|" + "---|" * len(arms))
+    for task in tasks:
+        md.append(f"| {task} | " + " | ".join(str(len(cells[(task, a)].runs)) if (task, a) in cells else "—"
+                                             for a in arms) + " |")
+    md.append("")
     md.append("## Verdict\n")
     md.append(verdict(claims, poi_rows) + "\n")
     md.append("## Chou et al.'s claims beside the measurements\n")
