@@ -87,7 +87,12 @@ def test_standing_at_the_default_pose_and_a_fall_terminates(model_env):
 
 
 def test_a_position_servo_model_takes_targets_directly():
-    env = LeggedEnv(str(DEFAULT_XML), default_pose=[0.0, 0.8, -1.5] * 4, reset_noise_scale=0.0)
+    """pg_lab's own quadruped: position servos, and no keyframe (it stands at the middle of its joint ranges)."""
+    env = LeggedEnv(str(DEFAULT_XML), reset_noise_scale=0.0)
+    assert np.allclose(env.default_pose, env.joint_range.mean(axis=1))
+    env.reset(seed=0)
+    for _ in range(150):  # its nominal height is where that pose settles, so holding the pose is no fall
+        assert not env.step(np.zeros(12, dtype=np.float32))[2]
     raw = mujoco.MjModel.from_xml_path(str(DEFAULT_XML))
     assert not any(env.pd)
     assert np.allclose(env.model.actuator_gainprm, raw.actuator_gainprm)

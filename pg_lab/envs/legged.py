@@ -12,8 +12,9 @@ The conventions of legged_gym, MuJoCo Playground and mjlab:
   (vx, vy, yaw rate) (3): 48 numbers for 12 joints.
 
 Everything about the robot is read from the MJCF or named in config: the trunk (the body with the free joint, or
-`trunk`), the feet (`feet`, or the collision geom of each leaf body), the default pose, the nominal trunk height
-(the keyframe's, or `nominal_height`), the torque limits.
+`trunk`), the feet (`feet`, or the collision geom of each leaf body), the default pose (the `home` keyframe, another
+keyframe or a list of angles; a model with no keyframes stands at the middle of its joint ranges), the nominal
+trunk height (the pose's, or `nominal_height`), the torque limits.
 
 Tasks (`task`):
 - `forward`: walk forward as fast as possible (reward `forward_velocity` × vx, capped at `max_forward_speed`).
@@ -208,20 +209,27 @@ class LeggedEnv(MujocoEnv):
         limited = model.jnt_limited[joints].astype(bool)
         self.joint_range[~limited] = [-np.inf, np.inf]
         if isinstance(self._pose_spec, str):
-            if model.nkey == 0 or mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_KEY, self._pose_spec) < 0:
+            key = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_KEY, self._pose_spec)
+            if key < 0 and (self._pose_spec != "home" or model.nkey > 0):
                 raise ValueError(f"env.kwargs.default_pose: {self.fullpath} has no keyframe {self._pose_spec!r}: "
-                                 "name one, or give the joint angles as a list")
-            key = model.key(self._pose_spec)
-            self.key_qpos = key.qpos.copy()
-        else:
+                                 "name one of its keyframes, or give the joint angles as a list")
             self.key_qpos = model.qpos0.copy()
+            key_given = key >= 0
+            if key >= 0:
+                self.key_qpos = model.key(key).qpos.copy()
+            else:  # a model without keyframes: stand at the middle of each joint's range, as the MJCF places it
+                mid = self.joint_range.mean(axis=1)
+                self.key_qpos[self.qpos_idx] = np.where(np.isfinite(mid), mid, 0.0)
+        else:
+            self.key_qpos, key_given = model.qpos0.copy(), False
             pose = np.asarray(self._pose_spec, dtype=float)
             if pose.shape != (self.nj,):
                 raise ValueError(f"env.kwargs.default_pose: {len(pose)} angles for {self.nj} actuated joints")
             self.key_qpos[self.qpos_idx] = pose
         self.default_pose = self.key_qpos[self.qpos_idx].copy()
-        self.nominal_height = float(self._nominal_height or self.key_qpos[model.jnt_qposadr[free[0]] + 2])
         self.free_qpos, self.free_qvel = int(model.jnt_qposadr[free[0]]), int(model.jnt_dofadr[free[0]])
+        self.nominal_height = float(self._nominal_height or (self.key_qpos[self.free_qpos + 2] if key_given
+                                                             else self._settled_height(model)))
         self.feet = self._find_feet(model)
         # collisions: ground contacts of the trunk, hips and thighs; the feet's bodies and the shanks that carry them
         # are left out (Go1's calf capsule touches the ground beside the foot when it stands at its home pose)
@@ -233,6 +241,15 @@ class LeggedEnv(MujocoEnv):
         self.base_force = model.actuator_forcerange.copy()
         self.base_friction = model.geom_friction[:, 0].copy()
         self.base_mass = float(model.body_mass[self.trunk])
+
+    def _settled_height(self, model, seconds: float = 1.0) -> float:
+        """The trunk height after holding the default pose for `seconds` (a pose without a keyframe's height: the
+        MJCF places the robot above the floor)."""
+        data = mujoco.MjData(model)
+        data.qpos[:] = self.key_qpos
+        data.ctrl[:] = self.default_pose
+        mujoco.mj_step(model, data, nstep=int(seconds / model.opt.timestep))
+        return float(data.qpos[self.free_qpos + 2])
 
     def _find_feet(self, model) -> np.ndarray:
         if self._feet_names:
