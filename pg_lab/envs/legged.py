@@ -114,7 +114,7 @@ class LeggedEnv(MujocoEnv):
         self.reset_noise_scale = reset_noise_scale
         self._trunk_name, self._feet_names, self._pose_spec = trunk, feet, default_pose
         self._nominal_height = nominal_height
-        camera = {"distance": 2.0, "elevation": -20.0, "azimuth": 90.0, "trackbodyid": 1}
+        camera = {"distance": 1.3, "elevation": -15.0, "azimuth": 90.0, "trackbodyid": 1}
         super().__init__(str(path), 1, observation_space=None, render_mode=render_mode, width=width,
                          height=height, default_camera_config=camera, **kwargs)
         if physics_dt is not None:
@@ -159,9 +159,14 @@ class LeggedEnv(MujocoEnv):
                 if g.type == mujoco.mjtGeom.mjGEOM_PLANE:
                     g.delete()
             self._add_terrain(spec)
-        elif not has_floor:
+        elif not has_floor:  # a robot-only MJCF: a checkered floor (the checks show the motion on video)
+            tex = spec.add_texture(name="pg_lab_grid", type=mujoco.mjtTexture.mjTEXTURE_2D, width=300, height=300,
+                                   builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER, rgb1=[0.85, 0.85, 0.85],
+                                   rgb2=[0.7, 0.7, 0.7], mark=mujoco.mjtMark.mjMARK_EDGE, markrgb=[0.5, 0.5, 0.5])
+            mat = spec.add_material(name="pg_lab_grid", texrepeat=[8, 8], texuniform=True)
+            mat.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = tex.name
             spec.worldbody.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[0, 0, 0.05],
-                                    rgba=[0.8, 0.8, 0.8, 1])
+                                    material=mat.name)
         if not any(True for _ in spec.worldbody.lights):
             spec.worldbody.add_light(pos=[0, 0, 5], dir=[0, 0, -1], type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL)
         pd = []
@@ -379,6 +384,9 @@ class LeggedEnv(MujocoEnv):
             r = self.command_ranges
             self.command = np.array([self.np_random.uniform(*r[k]) for k in ("vx", "vy", "yaw")])
         return self._get_obs()
+
+    def _get_reset_info(self) -> dict:
+        return {"x_position": float(self.data.qpos[self.free_qpos]), "command": self.command.copy()}
 
     def set_command(self, vx: float, vy: float = 0.0, yaw: float = 0.0) -> np.ndarray:
         """Fix the command (evaluation; the next reset samples a new one) and return the observation with it."""

@@ -1,0 +1,172 @@
+"""Real-quadruped benchmark (issue #14's targets): every shipped model walks forward with one shared preset, and Go1
+tracks velocity commands.
+
+    python scripts/bench_quadrupeds.py --seeds 3 --jobs 2 --out docs/results/quadruped_real.md
+    python scripts/bench_quadrupeds.py --report-only --out docs/results/quadruped_real.md     # launch no training
+
+For each task (env=go1, env=go2: the forward task; env=quadruped_velocity: commands on Go1) and seed, a `pg-lab`
+run at the env file's defaults to `--steps` env steps (<root>/<task>/seed<n>/, root outputs/bench; a finished run
+is kept, an interrupted or shorter one continues: re-running a command in its run directory resumes it), then a
+deterministic evaluation: 5 episodes of forward walking (speed, falls) or one
+episode per command of the default grid (tracking error, falls; `pg-lab-eval --commands`). The report has every
+seed's figures against the targets, learning curves (PNG + SVG), gait frames and a video per model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from pg_lab.rundir import RunDir
+
+ROOT = Path(__file__).resolve().parent.parent
+TASKS = {"go1": "forward", "go2": "forward", "quadruped_velocity": "velocity"}
+SPEED_TARGET, TRACKING_TARGET = 1.0, 0.25
+
+
+RUNS = ROOT / "outputs" / "bench"
+
+
+def run_dir(task: str, seed: int) -> Path:
+    return RUNS / task / f"seed{seed}"
+
+
+def finished(d: Path, steps: int) -> bool:
+    s = RunDir(d).read_summary() if d.exists() else None
+    return bool(s and s.get("status") == "finished" and s.get("total_steps", 0) >= steps)
+
+
+def train(task: str, seed: int, steps: int) -> None:
+    d = run_dir(task, seed)
+    if finished(d, steps):
+        return
+    cmd = [sys.executable, "-m", "pg_lab", f"env={task}", f"seed={seed}", f"total_steps={steps}",
+           "wandb.mode=disabled", "progress_bar=false", f"hydra.run.dir={d}"]
+    print(" ".join(cmd[2:]), flush=True)
+    subprocess.run(cmd, check=False, capture_output=True)
+
+
+def evaluate(task: str, seed: int) -> dict | None:
+    d = run_dir(task, seed)
+    if not (d / "checkpoint.pt").exists() or not (RunDir(d).read_summary() or {}).get("status") == "finished":
+        return None
+    eval_cli = [sys.executable, "-m", "pg_lab.evaluate", str(d)]
+    if TASKS[task] == "velocity":
+        subprocess.run([*eval_cli, "--commands"], check=True, capture_output=True)
+        return json.loads((d / "eval_commands.json").read_text())
+    subprocess.run([*eval_cli, "--episodes", "5"], check=True, capture_output=True)
+    return json.loads((d / "eval.json").read_text())
+
+
+def media(task: str, seed: int, out: Path) -> tuple[str, str]:
+    """A 5-second video of the deterministic policy and a strip of 6 frames from it."""
+    import imageio.v3 as iio
+    video = out / f"{task}_seed{seed}.mp4"
+    d = run_dir(task, seed)
+    extra = ["--commands", "1.0,0,0", "--seconds", "5"] if TASKS[task] == "velocity" else \
+        ["--episodes", "1", "--max-steps", "250"]
+    subprocess.run([sys.executable, "-m", "pg_lab.evaluate", str(d), *extra, "--video", str(video)], check=True,
+                   capture_output=True)
+    frames = np.stack(list(iio.imiter(video)))
+    pick = frames[np.linspace(0, len(frames) - 1, 6).astype(int)]
+    strip = out / f"{task}_seed{seed}_frames.png"
+    iio.imwrite(strip, np.concatenate(list(pick), axis=1))
+    if TASKS[task] == "velocity":  # --commands overwrote the full-grid evaluation: run it again
+        evaluate(task, seed)
+    return video.name, strip.name
+
+
+def curves(task: str, seeds: list[int], out: Path) -> str | None:
+    from pg_lab.compare import plot_task
+    runs = [RunDir(run_dir(task, s)).read_metrics() for s in seeds if run_dir(task, s).exists()]
+    runs = [[(r["step"], r["return_recent_mean"]) for r in rows if r.get("return_recent_mean") is not None]
+            for rows in runs]
+    runs = [r for r in runs if r]
+    if not runs:
+        return None
+    grid = np.linspace(max(r[0][0] for r in runs), min(r[-1][0] for r in runs), 100)
+    c = np.stack([np.interp(grid, *zip(*r)) for r in runs])
+    plot_task(f"env={task}", grid, {task: c}, out / f"curves_{task}", ("png", "svg"))
+    return f"curves_{task}.png"
+
+
+def report(seeds: list[int], steps: int, out_md: Path) -> str:
+    out = out_md.with_suffix("")
+    out.mkdir(parents=True, exist_ok=True)
+    rel = out.name
+    lines = ["# Real quadrupeds: Unitree Go1 and Go2 with one shared preset\n",
+             f"Produced by `python scripts/bench_quadrupeds.py --seeds {len(seeds)} --steps {steps} --out "
+             f"{out_md.relative_to(ROOT) if out_md.is_relative_to(ROOT) else out_md}` (training at each env file's "
+             "defaults, conf/env/legged.yaml; deterministic evaluation).\n",
+             f"Targets: every model walks forward at ≥ {SPEED_TARGET} m/s with 0 falls in 5 episodes, every seed; the "
+             f"velocity task on Go1 tracks commands with a mean error ≤ {TRACKING_TARGET} m/s and 0 falls.\n",
+             "| task | seed | training steps | final training return | evaluation | target met? |",
+             "|---|---|---|---|---|---|"]
+    figures = []
+    for task in TASKS:
+        for seed in seeds:
+            d = run_dir(task, seed)
+            s = RunDir(d).read_summary() if d.exists() else None
+            if not s or s.get("status") != "finished":
+                lines.append(f"| {task} | {seed} | {s.get('total_steps', 0) if s else 0} (not finished) | — | — | — |")
+                continue
+            ev = json.loads((d / ("eval_commands.json" if TASKS[task] == "velocity" else "eval.json")).read_text()) \
+                if (d / ("eval_commands.json" if TASKS[task] == "velocity" else "eval.json")).exists() else None
+            if ev is None:
+                what, met = "not evaluated", "—"
+            elif TASKS[task] == "velocity":
+                what = (f"tracking error {ev['tracking_error_xy_mean']:.2f} m/s over {len(ev['commands'])} "
+                        f"commands, falls {ev['falls']}")
+                met = "yes" if ev["tracking_error_xy_mean"] <= TRACKING_TARGET and ev["falls"] == 0 else "no"
+            else:
+                what = f"{ev['forward_speed_mean']:.2f} m/s, falls {ev['falls']}/5"
+                met = "yes" if ev["forward_speed_mean"] >= SPEED_TARGET and ev["falls"] == 0 else "no"
+            final = s.get("final_return_mean")
+            lines.append(f"| {task} | {seed} | {s['total_steps']:,} | "
+                         f"{final:.1f} | {what} | {met} |" if final is not None else
+                         f"| {task} | {seed} | {s['total_steps']:,} | — | {what} | {met} |")
+        fig = curves(task, seeds, out)
+        if fig:
+            figures.append(f"![{task}]({rel}/{fig}) ([SVG]({rel}/{fig[:-4]}.svg))\n")
+    lines.append("\n## Learning curves (mean return of the last 20 training episodes, 95% bootstrap band)\n")
+    lines += figures
+    lines.append("\n## Gaits\n")
+    for task in TASKS:
+        done = [s for s in seeds if (run_dir(task, s) / "checkpoint.pt").exists()
+                and (RunDir(run_dir(task, s)).read_summary() or {}).get("status") == "finished"]
+        if done:
+            video, strip = media(task, done[0], out)
+            lines.append(f"{task}, seed {done[0]}: ![{task}]({rel}/{strip}) [video]({rel}/{video})\n")
+    out_md.write_text("\n".join(lines) + "\n")
+    return str(out_md)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=2_000_000)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--report-only", action="store_true")
+    p.add_argument("--root", type=Path, default=None, help="where the run directories go (outputs/bench)")
+    p.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "quadruped_real.md")
+    args = p.parse_args()
+    global RUNS
+    RUNS = (args.root or RUNS).resolve()
+    seeds = list(range(args.seeds))
+    if not args.report_only:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            list(pool.map(lambda ts: train(*ts, args.steps), [(t, s) for t in args.tasks for s in seeds]))
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(lambda ts: evaluate(*ts), [(t, s) for t in TASKS for s in seeds]))
+    print(f"report: {report(seeds, args.steps, args.out.resolve())}")
+
+
+if __name__ == "__main__":
+    main()
