@@ -13,11 +13,14 @@ tomllib = pytest.importorskip("tomllib")
 
 
 def test_every_config_directory_ships_as_a_package():
-    """setuptools only ships directories it is told about: a new config group must be listed in pyproject."""
+    """setuptools only ships directories it is told about: a new config group or model directory must be listed in
+    pyproject."""
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     conf = ROOT / "conf"
     wanted = {"pg_lab.conf"} | {"pg_lab.conf." + ".".join(d.relative_to(conf).parts)
                                 for d in conf.rglob("*") if d.is_dir() and any(d.glob("*.yaml"))}
+    assets = ROOT / "pg_lab" / "envs" / "assets"
+    wanted |= {"pg_lab.envs.assets." + ".".join(d.relative_to(assets).parts) for d in assets.rglob("*") if d.is_dir()}
     assert wanted <= listed, f"missing from [tool.setuptools] packages: {sorted(wanted - listed)}"
 
 
