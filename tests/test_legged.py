@@ -15,7 +15,7 @@ from gymnasium.utils.env_checker import check_env
 from test_entrypoint import pg_lab as run_pg_lab
 
 import pg_lab  # noqa: F401  (registers the env)
-from pg_lab.envs.legged import MODELS, REWARDS, LeggedEnv
+from pg_lab.envs.legged import MODELS, RANDOMIZATION, REWARDS, LeggedEnv
 from pg_lab.envs.quadruped import DEFAULT_XML
 from pg_lab.envs.state import capture_env, restore_env
 
@@ -231,3 +231,11 @@ def test_short_training_on_each_model(tmp_path, env_name):
 
 def _offscreen_gl() -> bool:
     return bool(ctypes.util.find_library("OSMesa") or ctypes.util.find_library("EGL"))
+
+
+def test_the_env_file_lists_every_weight_and_option_at_the_code_defaults():
+    """Users override `env.kwargs.rewards.<term>=...`: the env file must name every term (Hydra refuses new keys)."""
+    import yaml
+    kwargs = yaml.safe_load((ROOT / "conf" / "env" / "legged.yaml").read_text())["env"]["kwargs"]
+    assert kwargs["rewards"] == REWARDS
+    assert kwargs["randomization"] == RANDOMIZATION
