@@ -179,22 +179,9 @@ def _interval_plot(ax, rows: list[tuple[str, float, float, float]], xlabel: str,
     ax.set_title(title, fontsize=7)
 
 
-def study(roots: list[Path], report: Path, figures: Path | None = None, formats=FORMATS,
-          command: str | None = None, points: int = 100) -> dict:
-    runs, skipped = load_runs(roots, extras=DIAGNOSTICS)
-    if not runs:
-        raise SystemExit(f"no finished runs under {', '.join(map(str, roots))}")
-    figures = figures or report.with_suffix("")
-    figures.mkdir(parents=True, exist_ok=True)
-    rel = figures.relative_to(report.parent) if figures.is_relative_to(report.parent) else figures.resolve()
-    cells: dict[tuple, Cell] = {}
-    for r in runs:
-        cells.setdefault((r.task, arm_of(r)), Cell(r.task, arm_of(r), [])).runs.append(r)
-    tasks = sorted({t for t, _ in cells})
-    arms = sorted({a for _, a in cells}, key=lambda a: (HEADS.index(a[0]) if a[0] in HEADS else 9, a[1]))
-    norm = normalise(cells)
-    md: list[str] = []
-    per_task_rows, figs = [], {}
+def per_task(cells: dict, tasks: list[str], arms: list, figures: Path, formats, points: int) -> tuple[list, dict]:
+    """Each task's curves and bound-fraction figures, and per arm: its cell, final returns, AUCs, near-bound."""
+    rows, figs = [], {}
     for task in tasks:
         tc = [cells[(task, a)] for a in arms if (task, a) in cells]
         grid, cs = curves(tc, points)
@@ -208,34 +195,34 @@ def study(roots: list[Path], report: Path, figures: Path | None = None, formats=
                 figs[task].append(_plot(figures / f"{diag}_{safe}", formats, _plot_curves, g2, c2,
                                         f"{task}: {what}", "fraction"))
         for c in tc:
-            auc = cs[c.arm].mean(1)
             nb = np.array([r.extras.get("near_bound_frac", np.nan) for r in c.runs])
-            per_task_rows.append((task, c.arm, c, c.finals, auc, nb))
-    # aggregates: the largest arm set present on the most tasks, then gaussian vs beta everywhere
+            rows.append((task, c.arm, c, c.finals, cs[c.arm].mean(1), nb))
+    return rows, figs
+
+
+def aggregates(cells: dict, tasks: list[str], arms: list, figures: Path, formats) -> tuple[list, list, list]:
+    """IQM and mean of normalised scores per arm (every head x optimizer where all ran, then gaussian vs beta on
+    the tasks where those ran), and the probability of improvement for the contrasts the study asks about."""
+    norm = normalise(cells)
+
     def common_tasks(group):
         return [t for t in tasks if all((t, a) in cells for a in group)]
-    arm_sets = []
     full = [a for a in arms if a[0] in HEADS]
-    if common_tasks(full):
-        arm_sets.append(("every head x optimizer", full))
     gb = [a for a in full if a[0] in ("gaussian", "beta")]
+    arm_sets = [("every head x optimizer", full)] if common_tasks(full) else []
     if gb and common_tasks(gb) != common_tasks(full):
         arm_sets.append(("gaussian vs beta", gb))
-    agg_rows, agg_figs = [], []
+    agg_rows, figs = [], []
     for name, group in arm_sets:
         ts = common_tasks(group)
         rows = [(label(a), *stratified_bootstrap([norm[(t, a)] for t in ts], iqm)) for a in group]
         means = {label(a): stratified_bootstrap([norm[(t, a)] for t in ts], np.mean) for a in group}
         agg_rows.append((name, ts, rows, means))
-        agg_figs.append(_plot(figures / f"iqm_{len(ts)}_tasks_{len(group)}_arms", formats, _interval_plot, rows,
-                              "IQM of min-max normalised final return (95% stratified CI)", None,
-                              f"{len(ts)} tasks: " + ", ".join(ts)))
-    pairs = []
-    for opt in OPTIMIZERS:
-        for head in ("beta", "capg", "squashed_gaussian"):
-            pairs.append(((head, opt), ("gaussian", opt)))
-    for head in HEADS:
-        pairs.append(((head, "natural"), (head, "adam")))
+        figs.append(_plot(figures / f"iqm_{len(ts)}_tasks_{len(group)}_arms", formats, _interval_plot, rows,
+                          "IQM of min-max normalised final return (95% stratified CI)", None,
+                          f"{len(ts)} tasks: " + ", ".join(ts)))
+    pairs = [((head, opt), ("gaussian", opt)) for opt in OPTIMIZERS for head in ("beta", "capg", "squashed_gaussian")]
+    pairs += [((head, "natural"), (head, "adam")) for head in HEADS]
     poi_rows = []
     for a, b in pairs:
         ts = common_tasks([a, b])
@@ -243,12 +230,31 @@ def study(roots: list[Path], report: Path, figures: Path | None = None, formats=
             p = average_p_improvement([(cells[(t, a)].finals, cells[(t, b)].finals) for t in ts])
             poi_rows.append((a, b, ts, p))
     if poi_rows:
-        agg_figs.append(_plot(figures / "probability_of_improvement", formats, _interval_plot,
-                              [(f"P({label(a)} > {label(b)}), {len(ts)} tasks", *p) for a, b, ts, p in poi_rows],
-                              "probability of improvement (95% stratified CI)", 0.5))
+        figs.append(_plot(figures / "probability_of_improvement", formats, _interval_plot,
+                          [(f"P({label(a)} > {label(b)}), {len(ts)} tasks", *p) for a, b, ts, p in poi_rows],
+                          "probability of improvement (95% stratified CI)", 0.5))
+    return agg_rows, poi_rows, figs
+
+
+def study(roots: list[Path], report: Path, figures: Path | None = None, formats=FORMATS,
+          command: str | None = None, points: int = 100) -> dict:
+    runs, skipped = load_runs(roots, extras=DIAGNOSTICS)
+    if not runs:
+        raise SystemExit(f"no finished runs under {', '.join(map(str, roots))}")
+    figures = figures or report.with_suffix("")
+    figures.mkdir(parents=True, exist_ok=True)
+    rel = figures.relative_to(report.parent) if figures.is_relative_to(report.parent) else figures.resolve()
+    cells: dict[tuple, Cell] = {}
+    for r in runs:
+        cells.setdefault((r.task, arm_of(r)), Cell(r.task, arm_of(r), [])).runs.append(r)
+    tasks = sorted({t for t, _ in cells})
+    arms = sorted({a for _, a in cells}, key=lambda a: (HEADS.index(a[0]) if a[0] in HEADS else 9, a[1]))
+    per_task_rows, figs = per_task(cells, tasks, arms, figures, formats, points)
+    agg_rows, poi_rows, agg_figs = aggregates(cells, tasks, arms, figures, formats)
     claims = chou_claims(cells, tasks, points)
     compute = sum(float((RunDir(r.path).read_summary() or {}).get("wall_time_s", 0.0)) for r in runs)
 
+    md: list[str] = []
     md.append("# Bounded actions: Beta vs Gaussian (and CAPG, the squashed Gaussian), under Adam and the natural "
               "gradient\n")
     md.append("Chou, Maturana & Scherer (ICML 2017) argued that a Beta policy beats a clipped Gaussian on "
