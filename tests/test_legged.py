@@ -130,6 +130,21 @@ def test_penalties_never_make_the_reward_negative_unless_asked():
         assert reward == (0.0 if clip else pytest.approx(sum(v for k, v in info.items() if k.startswith("reward_"))))
 
 
+def test_forward_reward_is_progress_along_the_world_x_axis():
+    """A trunk turned 90° and moving along its own heading (world y) makes no forward progress: no reward."""
+    env = LeggedEnv("go1", reset_noise_scale=0.0)
+    env.reset(seed=0)
+    qpos, qvel = env.data.qpos.copy(), env.data.qvel.copy()
+    qpos[3:7] = [np.cos(np.pi / 4), 0.0, 0.0, np.sin(np.pi / 4)]  # yaw 90°
+    qvel[:3] = [0.0, 1.0, 0.0]
+    env.set_state(qpos, qvel)
+    _, _, _, _, info = env.step(np.zeros(12, dtype=np.float32))
+    assert info["forward_speed"] > 0.5                      # fast along its own heading ...
+    assert abs(info["x_velocity"]) < 0.1                    # ... which is world y
+    assert info["reward_forward_velocity"] == pytest.approx(env.dt * env.weights["forward_velocity"]
+                                                            * info["x_velocity"])
+
+
 def test_unknown_settings_are_refused_by_name():
     with pytest.raises(ValueError, match="rewards.*feet_air_time|unknown.*spead"):
         LeggedEnv("go1", rewards={"spead": 1.0})
