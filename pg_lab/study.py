@@ -237,7 +237,7 @@ def aggregates(cells: dict, tasks: list[str], arms: list, figures: Path, formats
 
 
 def study(roots: list[Path], report: Path, figures: Path | None = None, formats=FORMATS,
-          command: str | None = None, points: int = 100) -> dict:
+          command: str | None = None, points: int = 100, note: str | None = None) -> dict:
     runs, skipped = load_runs(roots, extras=DIAGNOSTICS)
     if not runs:
         raise SystemExit(f"no finished runs under {', '.join(map(str, roots))}")
@@ -277,6 +277,8 @@ def study(roots: list[Path], report: Path, figures: Path | None = None, formats=
         md.append(f"| {task} | " + " | ".join(str(len(cells[(task, a)].runs)) if (task, a) in cells else "—"
                                              for a in arms) + " |")
     md.append("")
+    if note:
+        md.append(note.strip() + "\n")
     md.append("## Verdict\n")
     md.append(verdict(claims, poi_rows) + "\n")
     md.append("## Chou et al.'s claims beside the measurements\n")
@@ -416,10 +418,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--figures", type=Path, default=None, help="figure directory (default: beside the report)")
     p.add_argument("--formats", nargs="+", default=["png", "svg"], choices=list(FORMATS))
     p.add_argument("--points", type=int, default=100)
+    p.add_argument("--note", default=None, help="a paragraph for the report: what was cut from the grid, and why")
     args = p.parse_args(argv)
     command = "python -m pg_lab.study " + " ".join(shlex.quote(a) for a in (argv if argv is not None
                                                                           else sys.argv[1:]))
-    result = study(args.dirs, args.report, args.figures, tuple(args.formats), command, args.points)
+    result = study(args.dirs, args.report, args.figures, tuple(args.formats), command, args.points, args.note)
     for c in result["claims"]:
         print(f"{c['claim']} [{c['optimizer']}]: {c['verdict']}")
     print(f"report: {args.report}")

@@ -7,6 +7,10 @@
 # Every phase is a Hydra multirun into outputs/sweeps/beta_vs_gaussian: relaunching skips finished jobs and resumes
 # interrupted ones from their checkpoints, so the study can be stopped and continued at any time.
 set -euo pipefail
+CUT="**What was cut** (to fit a 2-core machine): Hopper, the quadruped and Humanoid run the clipped Gaussian and
+the Beta only (CAPG and the squashed Gaussian are compared on the cheaper tasks), under both optimizers;
+Pendulum and MountainCarContinuous run 500k steps, the MuJoCo tasks 1M. \`pg-lab -m experiment=beta_vs_gaussian\`
+runs the full grid where the compute allows."
 cd "$(dirname "$0")/.."
 PG=${PG_LAB:-pg-lab}
 common=(experiment=beta_vs_gaussian progress_bar=false "$@")
@@ -16,4 +20,4 @@ common=(experiment=beta_vs_gaussian progress_bar=false "$@")
 # 2. the expensive ones: gaussian vs beta x both optimizers
 "$PG" -m "${common[@]}" env=hopper,quadruped,humanoid policy=gaussian,beta
 # 3. the report
-python -m pg_lab.study outputs/sweeps/beta_vs_gaussian --out docs/results/beta_vs_gaussian
+python -m pg_lab.study outputs/sweeps/beta_vs_gaussian --report docs/results/beta_vs_gaussian.md --note "$CUT"
