@@ -114,13 +114,12 @@ class LeggedEnv(MujocoEnv):
         self.reset_noise_scale = reset_noise_scale
         self._trunk_name, self._feet_names, self._pose_spec = trunk, feet, default_pose
         self._nominal_height = nominal_height
-        camera = {"distance": 1.3, "elevation": -15.0, "azimuth": 90.0, "trackbodyid": 1}
+        camera = {"distance": 1.5, "elevation": -15.0, "azimuth": 90.0}
         super().__init__(str(path), 1, observation_space=None, render_mode=render_mode, width=width,
                          height=height, default_camera_config=camera, **kwargs)
         if physics_dt is not None:
             self.model.opt.timestep = physics_dt
         self.frame_skip = max(1, round(control_dt / self.model.opt.timestep))  # physics steps per control step
-        self.mujoco_renderer.default_cam_config["trackbodyid"] = self.trunk
         self.metadata = {**self.metadata, "render_fps": round(1 / self.dt)}
         n = self.nj
         self.action_space = spaces.Box(-1.0, 1.0, (n,), np.float32)
@@ -386,6 +385,13 @@ class LeggedEnv(MujocoEnv):
             r = self.command_ranges
             self.command = np.array([self.np_random.uniform(*r[k]) for k in ("vx", "vy", "yaw")])
         return self._get_obs()
+
+    def render(self):
+        """The default camera follows the trunk (side view)."""
+        if self.render_mode in ("rgb_array", "depth_array", "rgbd_tuple", "human") and \
+                self.mujoco_renderer.camera_id in (None, -1):
+            self.mujoco_renderer._get_viewer(self.render_mode).cam.lookat[:] = self.data.xpos[self.trunk]
+        return super().render()
 
     def _get_reset_info(self) -> dict:
         return {"x_position": float(self.data.qpos[self.free_qpos]), "command": self.command.copy()}
