@@ -220,7 +220,7 @@ def aggregates(cells: dict, tasks: list[str], arms: list, figures: Path, formats
         agg_rows.append((name, ts, rows, means))
         figs.append(_plot(figures / f"iqm_{len(ts)}_tasks_{len(group)}_arms", formats, _interval_plot, rows,
                           "IQM of min-max normalised final return (95% stratified CI)", None,
-                          f"{len(ts)} tasks: " + ", ".join(ts)))
+                          f"{tasks_(ts)}: " + ", ".join(ts)))
     pairs = [((head, opt), ("gaussian", opt)) for opt in OPTIMIZERS for head in ("beta", "capg", "squashed_gaussian")]
     pairs += [((head, "natural"), (head, "adam")) for head in HEADS]
     poi_rows = []
@@ -231,7 +231,7 @@ def aggregates(cells: dict, tasks: list[str], arms: list, figures: Path, formats
             poi_rows.append((a, b, ts, p))
     if poi_rows:
         figs.append(_plot(figures / "probability_of_improvement", formats, _interval_plot,
-                          [(f"P({label(a)} > {label(b)}), {len(ts)} tasks", *p) for a, b, ts, p in poi_rows],
+                          [(f"P({label(a)} > {label(b)}), {tasks_(ts)}", *p) for a, b, ts, p in poi_rows],
                           "probability of improvement (95% stratified CI)", 0.5))
     return agg_rows, poi_rows, figs
 
@@ -291,7 +291,7 @@ def study(roots: list[Path], report: Path, figures: Path | None = None, formats=
     md.append("")
     md.append("## Across tasks\n")
     for name, ts, rows, means in agg_rows:
-        md.append(f"**{name}** on {len(ts)} tasks ({', '.join(ts)}):\n")
+        md.append(f"**{name}** on {tasks_(ts)} ({', '.join(ts)}):\n")
         md.append("| arm | IQM, normalised final return [95% CI] | mean [95% CI] |\n|---|---|---|")
         for lab, x, lo, hi in rows:
             md.append(f"| {lab} | {fmt(x, lo, hi)} | {fmt(*means[lab])} |")
@@ -380,6 +380,10 @@ def chou_claims(cells: dict, tasks: list[str], points: int) -> list[dict]:
     return out
 
 
+def tasks_(ts: list[str]) -> str:
+    return f"{len(ts)} task{'s' if len(ts) != 1 else ''}"
+
+
 def verdict(claims: list[dict], poi_rows: list) -> str:
     lines = []
     for a, b, ts, (p, lo, hi) in poi_rows:
@@ -390,7 +394,7 @@ def verdict(claims: list[dict], poi_rows: list) -> str:
                 word = "loses to"
             else:
                 word = "cannot be told apart from"
-            lines.append(f"- Under {a[1]}, the Beta {word} the clipped Gaussian across {len(ts)} tasks: "
+            lines.append(f"- Under {a[1]}, the Beta {word} the clipped Gaussian across {tasks_(ts)}: "
                          f"P(beta > gaussian) = {p:.2f} [{lo:.2f}, {hi:.2f}].")
     by_opt = {(a[1]): (p, lo, hi) for a, b, ts, (p, lo, hi) in poi_rows if a[0] == "beta" and b[0] == "gaussian"}
     if len(by_opt) == 2:
@@ -401,7 +405,7 @@ def verdict(claims: list[dict], poi_rows: list) -> str:
     for a, b, ts, (p, lo, hi) in poi_rows:
         if a[0] == "capg" and b[0] == "gaussian":
             lines.append(f"- CAPG vs the clipped Gaussian under {a[1]}: P(capg > gaussian) = {p:.2f} "
-                         f"[{lo:.2f}, {hi:.2f}] over {len(ts)} tasks.")
+                         f"[{lo:.2f}, {hi:.2f}] over {tasks_(ts)}.")
     counts: dict[str, int] = {}
     for c in claims:
         kind = c["verdict"].split(" (")[0].split(":")[0]
@@ -420,8 +424,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--points", type=int, default=100)
     p.add_argument("--note", default=None, help="a paragraph for the report: what was cut from the grid, and why")
     args = p.parse_args(argv)
-    command = "python -m pg_lab.study " + " ".join(shlex.quote(a) for a in (argv if argv is not None
-                                                                          else sys.argv[1:]))
+    shown = list(argv if argv is not None else sys.argv[1:])
+    if "--note" in shown:  # the paragraph itself is in the report; say where it comes from instead
+        i = shown.index("--note")
+        shown[i:i + 2] = ["--note", "<what was cut: the paragraph scripts/beta_vs_gaussian_study.sh passes>"]
+    command = "python -m pg_lab.study " + " ".join(shlex.quote(a) for a in shown)
     result = study(args.dirs, args.report, args.figures, tuple(args.formats), command, args.points, args.note)
     for c in result["claims"]:
         print(f"{c['claim']} [{c['optimizer']}]: {c['verdict']}")
