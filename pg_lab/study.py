@@ -137,12 +137,12 @@ def fmt(x: float, lo: float, hi: float, spec: str = ".2f") -> str:
     return f"{x:{spec}} [{lo:{spec}}, {hi:{spec}}]" if np.isfinite(lo) else f"{x:{spec}} (no CI)"
 
 
-def _plot(out: Path, formats, draw, *args) -> str:
+def _plot(out: Path, formats, draw, *args, size: tuple[float, float] = (6.4, 4.2)) -> str:
     """draw(ax, *args) on a new figure, saved as out.<format> for each format; returns the PNG's name."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    fig, ax = plt.subplots(figsize=size, dpi=110)
     draw(ax, *args)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -220,7 +220,7 @@ def aggregates(cells: dict, tasks: list[str], arms: list, figures: Path, formats
         agg_rows.append((name, ts, rows, means))
         figs.append(_plot(figures / f"iqm_{len(ts)}_tasks_{len(group)}_arms", formats, _interval_plot, rows,
                           "IQM of min-max normalised final return (95% stratified CI)", None,
-                          f"{tasks_(ts)}: " + ", ".join(ts)))
+                          f"{tasks_(ts)}: " + ", ".join(ts), size=(8.0, 1.0 + 0.4 * len(rows))))
     pairs = [((head, opt), ("gaussian", opt)) for opt in OPTIMIZERS for head in ("beta", "capg", "squashed_gaussian")]
     pairs += [((head, "natural"), (head, "adam")) for head in HEADS]
     poi_rows = []
@@ -232,7 +232,7 @@ def aggregates(cells: dict, tasks: list[str], arms: list, figures: Path, formats
     if poi_rows:
         figs.append(_plot(figures / "probability_of_improvement", formats, _interval_plot,
                           [(f"P({label(a)} > {label(b)}), {tasks_(ts)}", *p) for a, b, ts, p in poi_rows],
-                          "probability of improvement (95% stratified CI)", 0.5))
+                          "probability of improvement (95% stratified CI)", 0.5, size=(9.0, 1.0 + 0.4 * len(poi_rows))))
     return agg_rows, poi_rows, figs
 
 
