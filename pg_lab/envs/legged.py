@@ -23,11 +23,11 @@ Tasks (`task`):
   exponential tracking rewards.
 Both add the usual regularisers (orientation, base height, vertical and roll/pitch velocity, torques, joint
 acceleration, action rate, feet air time, collisions of other bodies with the ground), each a weight in
-`rewards`; the reward per step is control_dt × Σ weight × term (legged_gym's scale), clipped at 0 from below
-(`only_positive_rewards`, legged_gym's default: otherwise a young policy learns to fall at once, since an ended
-episode collects no more penalties — seen here on Go1: episodes shrank from 1000 to 35 steps within 80k steps).
-An episode terminates on a
-fall: the trunk below `termination_height` × nominal height, or tilted past `max_tilt_deg`.
+`rewards`, plus an alive bonus; the reward per step is control_dt × Σ weight × term (legged_gym's scale), clipped
+at 0 from below (`only_positive_rewards`, legged_gym's default: otherwise a young policy learns to fall at once,
+since an ended episode collects no more penalties — seen here on Go1: episodes shrank from 1000 to 35 steps within
+80k steps). An episode terminates on a fall: the trunk below `termination_height` × nominal height, or tilted past
+`max_tilt_deg`.
 
 Robustness (`randomization`, all off by default, drawn per episode): friction scale, added trunk mass (kg),
 motor strength scale (the PD gains and torque limits), pushes (a random trunk velocity every `push_interval_s`),
@@ -50,7 +50,7 @@ from pg_lab.envs.quadruped import resolve_path
 ASSETS = Path(__file__).with_name("assets")
 MODELS = {"go1": ASSETS / "unitree_go1" / "go1.xml", "go2": ASSETS / "unitree_go2" / "go2.xml"}
 
-REWARDS = {  # legged_gym's weights (per second; × control_dt per step)
+REWARDS = {  # per second (× control_dt per step): legged_gym's regulariser weights; task and alive terms tuned here
     "forward_velocity": 2.0,    # task=forward: the trunk's velocity along the world x axis, capped at max_forward_speed
     "tracking_lin_vel": 1.0,    # task=velocity: exp(-|v_xy - command_xy|² / tracking_sigma)
     "tracking_ang_vel": 0.5,    # task=velocity: exp(-(yaw rate - command)² / tracking_sigma)
