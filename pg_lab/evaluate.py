@@ -40,18 +40,23 @@ def fast_render(env) -> None:
         scene.flags[flag] = 0
 
 
+def load(run_dir: RunDir, render: bool, full_render: bool = False):
+    """The run's env (through its own env config) and its policy from the checkpoint, in evaluation mode."""
+    cfg = run_dir.read_config()
+    env = env_factory(cfg).make(render_mode="rgb_array" if render else None)
+    if render and not full_render and os.environ.get("MUJOCO_GL") == "osmesa":
+        fast_render(env)
+    algorithm = build_algorithm(cfg, env.observation_space, env.action_space, torch.device("cpu"))
+    algorithm.load_state_dict(run_dir.load_checkpoint())
+    return env, algorithm.policy.eval()
+
+
 def evaluate(run_dir: RunDir, episodes: int = 5, video: Path | None = None, video_episodes: int = 1,
              seed: int = 10_000, max_steps: int | None = None, stochastic: bool = False,
              full_render: bool = False, progress: bool = False) -> dict:
     """Build the env through the run's own env config (its `_target_`) and the policy through the same
     builder as training, load the checkpoint, and run `episodes` episodes."""
-    cfg = run_dir.read_config()
-    env = env_factory(cfg).make(render_mode="rgb_array" if video else None)
-    if video and not full_render and os.environ.get("MUJOCO_GL") == "osmesa":
-        fast_render(env)
-    algorithm = build_algorithm(cfg, env.observation_space, env.action_space, torch.device("cpu"))
-    algorithm.load_state_dict(run_dir.load_checkpoint())
-    policy = algorithm.policy.eval()
+    env, policy = load(run_dir, video is not None, full_render)
     dt = getattr(env.unwrapped, "dt", None)
     results, frames = [], []
     torch.manual_seed(seed)
@@ -118,15 +123,10 @@ def evaluate_commands(run_dir: RunDir, commands: list[tuple[float, float, float]
     the yaw-rate error likewise. Writes eval_commands.json, a plot of achieved against commanded velocity, and
     a video (all commands one after another) with the commanded and actual velocity drawn on each frame."""
     cfg = run_dir.read_config()
-    env = env_factory(cfg).make(render_mode="rgb_array" if video else None)
+    env, policy = load(run_dir, video is not None)
     if not hasattr(env.unwrapped, "set_command"):
         raise SystemExit(f"{cfg.env.id} takes no velocity command (use env=quadruped_velocity, or "
                          "env.kwargs.task=velocity)")
-    if video and os.environ.get("MUJOCO_GL") == "osmesa":
-        fast_render(env)
-    algorithm = build_algorithm(cfg, env.observation_space, env.action_space, torch.device("cpu"))
-    algorithm.load_state_dict(run_dir.load_checkpoint())
-    policy = algorithm.policy.eval()
     dt = env.unwrapped.dt
     steps, skip = int(round(seconds / dt)), int(round(settle / dt))
     results, frames = [], []

@@ -276,6 +276,10 @@ class LeggedEnv(MujocoEnv):
     def rotation(self) -> np.ndarray:
         return self.data.xmat[self.trunk].reshape(3, 3)
 
+    def _gravity(self) -> np.ndarray:
+        """Gravity's direction in the trunk frame, Rᵀ (0, 0, −1): minus the rotation's last row."""
+        return -self.data.xmat[self.trunk][6:9]
+
     def _velocities(self) -> tuple[np.ndarray, np.ndarray]:
         """The trunk's linear and angular velocity in its own frame."""
         r = self.rotation
@@ -285,7 +289,7 @@ class LeggedEnv(MujocoEnv):
 
     def _get_obs(self) -> np.ndarray:
         lin, ang = self._velocities()
-        parts = {"gravity": self.rotation.T @ np.array([0.0, 0.0, -1.0]), "lin_vel": lin, "ang_vel": ang,
+        parts = {"gravity": self._gravity(), "lin_vel": lin, "ang_vel": ang,
                  "joint_pos": self.data.qpos[self.qpos_idx] - self.default_pose,
                  "joint_vel": self.data.qvel[self.qvel_idx]}
         noise = self.randomization["obs_noise"]
@@ -307,7 +311,7 @@ class LeggedEnv(MujocoEnv):
         if self.only_positive_rewards:  # legged_gym's guard: penalties never make ending the episode early pay
             reward = max(reward, 0.0)
         self.last_action = action
-        gravity = self.rotation.T @ np.array([0.0, 0.0, -1.0])
+        gravity = self._gravity()
         height = self.data.qpos[self.free_qpos + 2]
         fell = bool(height < self.termination_height * self.nominal_height or
                     np.arccos(np.clip(-gravity[2], -1, 1)) > self.max_tilt)
@@ -328,7 +332,7 @@ class LeggedEnv(MujocoEnv):
         else:
             terms["tracking_lin_vel"] = np.exp(-np.sum((self.command[:2] - lin[:2]) ** 2) / self.tracking_sigma)
             terms["tracking_ang_vel"] = np.exp(-(self.command[2] - ang[2]) ** 2 / self.tracking_sigma)
-        gravity = self.rotation.T @ np.array([0.0, 0.0, -1.0])
+        gravity = self._gravity()
         torque = d.actuator_force
         contact_geoms = self._ground_contacts()
         in_contact = np.array([f in contact_geoms for f in self.feet])
