@@ -13,6 +13,7 @@ import dataclasses
 import enum
 import importlib
 import inspect
+import logging
 import math
 import re
 import types
@@ -21,7 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf, open_dict
+
+log = logging.getLogger("pg_lab")
 
 
 class ConfigError(ValueError):
@@ -176,6 +179,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"checkpoint_every must be positive, got {cfg.checkpoint_every}")
     if cfg.torch_threads <= 0:
         raise ConfigError(f"torch_threads must be positive, got {cfg.torch_threads}")
+    _drop_inherited_lr(cfg)
     for group in _GROUPS:
         check_targets(cfg[group], group)
     for group in ("optimizer", "baseline"):
@@ -190,6 +194,21 @@ def validate(cfg: DictConfig) -> None:
     check = getattr(_resolve_target(cfg.baseline._target_, "baseline"), "check_config", None)
     if check is not None:
         check(algo)
+
+
+def _drop_inherited_lr(cfg: DictConfig) -> None:
+    """optimizer=natural steps to a KL bound: it has no learning rate. An env file's `optimizer.lr` is Adam's
+    tuned rate (env files come after the optimizer in the defaults list, so it lands on any optimizer): applied
+    to the natural step it would shrink it by that factor (with lr 2e-3, no learning at all). Dropped here, before
+    the run's record is written, so the record shows what the step used."""
+    from pg_lab.natural import NaturalGradient
+
+    target = _resolve_target(cfg.optimizer._target_, "optimizer")
+    if isinstance(target, type) and issubclass(target, NaturalGradient) and "lr" in cfg.optimizer:
+        log.warning("optimizer=natural has no learning rate (its step is set by max_kl, scaled by step_size): "
+                    "optimizer.lr=%s is not used", cfg.optimizer.lr)
+        with open_dict(cfg.optimizer):
+            del cfg.optimizer["lr"]
 
 
 def _check_schema_keys(node: DictConfig, schema: type, prefix: str) -> None:

@@ -5,8 +5,10 @@ One step solves F x = g by conjugate gradient, where g is the policy gradient an
 applied as Fisher-vector products (the Hessian of the mean KL between the batch's old and new action
 distributions, by double back-propagation, plus `cg_damping`), scales x so that the quadratic model of the
 KL equals `max_kl`, and (with `line_search`) backtracks until the surrogate improves and the exact KL stays
-within `max_kl`; a step no fraction of which is accepted leaves θ unchanged. `lr` multiplies the step (1 is
-TRPO's; `algo.anneal_lr` scales it like any learning rate).
+within `max_kl`; a step no fraction of which is accepted leaves θ unchanged. `step_size` multiplies the step
+(1 is TRPO's); it is kept as the param group's `lr`, so that `algo.anneal_lr` scales it like any learning rate.
+There is no learning rate to set: an `optimizer.lr` that an env file tuned for Adam is dropped at validation
+(pg_lab.config.validate).
 """
 
 from __future__ import annotations
@@ -38,12 +40,12 @@ def conjugate_gradient(fvp: Callable[[torch.Tensor], torch.Tensor], b: torch.Ten
 class NaturalGradient(torch.optim.Optimizer):
     """A torch optimizer in form (param groups, state_dict, lr), stepped with `natural_step(loss_fn, kl_fn)`."""
 
-    def __init__(self, params: Iterable[torch.Tensor], lr: float = 1.0, max_kl: float = 0.01, cg_iters: int = 10,
+    def __init__(self, params: Iterable[torch.Tensor], step_size: float = 1.0, max_kl: float = 0.01, cg_iters: int = 10,
                  cg_damping: float = 0.1, line_search: bool = True, backtrack_ratio: float = 0.5,
                  max_backtracks: int = 10, accept_ratio: float = 0.1):
-        if max_kl <= 0 or cg_iters < 1 or cg_damping < 0 or not 0 < backtrack_ratio < 1:
-            raise ValueError("optimizer=natural: max_kl > 0, cg_iters >= 1, cg_damping >= 0, 0 < backtrack_ratio < 1")
-        super().__init__(params, dict(lr=lr, max_kl=max_kl, cg_iters=cg_iters, cg_damping=cg_damping,
+        if step_size <= 0 or max_kl <= 0 or cg_iters < 1 or cg_damping < 0 or not 0 < backtrack_ratio < 1:
+            raise ValueError("optimizer=natural: step_size > 0, max_kl > 0, cg_iters >= 1, cg_damping >= 0, 0 < backtrack_ratio < 1")
+        super().__init__(params, dict(lr=step_size, max_kl=max_kl, cg_iters=cg_iters, cg_damping=cg_damping,
                                       line_search=line_search, backtrack_ratio=backtrack_ratio,
                                       max_backtracks=max_backtracks, accept_ratio=accept_ratio))
         self.state["steps"] = {"taken": 0, "rejected": 0}

@@ -90,10 +90,10 @@ def test_a_rejected_line_search_leaves_the_parameters_unchanged():
 
 def test_its_state_round_trips_through_a_checkpoint():
     policy, obs, old, actions, adv = setup(GaussianPolicy, BOX)
-    opt = NaturalGradient(policy.parameters(), lr=0.7)
+    opt = NaturalGradient(policy.parameters(), step_size=0.7)
     kl = lambda: kl_divergence(old, policy.distribution(obs)).mean()  # noqa: E731
     opt.natural_step(surrogate(policy, obs, old, actions, adv), kl)
-    other = NaturalGradient(policy.parameters(), lr=1.0)
+    other = NaturalGradient(policy.parameters(), step_size=1.0)
     other.load_state_dict(opt.state_dict())
     assert other.param_groups[0]["lr"] == 0.7 and other.state["steps"] == {"taken": 1, "rejected": 0}
 
@@ -105,3 +105,20 @@ def test_training_with_the_natural_optimizer_runs_and_logs_its_kl(train_in_proce
                      "algo.num_steps=256", run_dir=tmp_path / "run")
     rows = RunDir(tmp_path / "run").read_metrics()
     assert rows and all(0 <= r["kl"] <= 0.01 for r in rows) and "near_bound_frac" in rows[0]
+
+
+def test_an_env_files_adam_lr_does_not_shrink_the_natural_step(compose, caplog):
+    from pg_lab.builder import build_algorithm
+    from pg_lab.config import validate
+
+
+    cfg = compose("env=hopper", "optimizer=natural")
+    assert cfg.optimizer.lr == 2e-3  # what env=hopper (through mujoco.yaml) tunes for Adam
+    validate(cfg)
+    assert "lr" not in cfg.optimizer and "optimizer.lr=0.002 is not used" in caplog.text
+    algorithm = build_algorithm(cfg, spaces.Box(-np.inf, np.inf, (11,)), spaces.Box(-1.0, 1.0, (3,)),
+                                torch.device("cpu"))
+    assert algorithm.optimizer.param_groups[0]["lr"] == 1.0  # step_size: TRPO's full step
+    adam = compose("env=hopper")
+    validate(adam)
+    assert adam.optimizer.lr == 2e-3
