@@ -18,7 +18,11 @@ trunk height (the pose's, or `nominal_height`), the torque limits.
 
 Tasks (`task`):
 - `forward`: walk forward as fast as possible (reward `forward_velocity` × the trunk's velocity along the world x
-  axis, capped at `max_forward_speed`).
+  axis, capped at `max_forward_speed`), holding the heading: as legged_gym's heading command, the command's yaw
+  rate is the turn back to heading 0, 0.5 × the heading error clipped to ±1 rad/s, observed and tracked with the
+  `tracking_ang_vel` reward. Without it the policy cannot see its heading at all (nothing in the trunk-frame
+  observation tells yaw): a Go2 policy walked a circle of about 8 m radius (1.4 m/s of progress along x over its
+  first 8 s, −0.12 m/s over a 20 s episode).
 - `velocity`: track a command (vx, vy, yaw rate) sampled per episode from `command_ranges`, with legged_gym's
   exponential tracking rewards.
 Both add the usual regularisers (orientation, base height, vertical and roll/pitch velocity, torques, joint
@@ -53,7 +57,7 @@ MODELS = {"go1": ASSETS / "unitree_go1" / "go1.xml", "go2": ASSETS / "unitree_go
 REWARDS = {  # per second (× control_dt per step): legged_gym's regulariser weights; task and alive terms tuned here
     "forward_velocity": 2.0,    # task=forward: the trunk's velocity along the world x axis, capped at max_forward_speed
     "tracking_lin_vel": 1.0,    # task=velocity: exp(-|v_xy - command_xy|² / tracking_sigma)
-    "tracking_ang_vel": 0.5,    # task=velocity: exp(-(yaw rate - command)² / tracking_sigma)
+    "tracking_ang_vel": 0.5,    # exp(-(yaw rate - command)² / tracking_sigma); task=forward: the heading command
     "alive": 1.0,               # per second not fallen (penalties alone would make an early fall pay)
     "lin_vel_z": -2.0,          # vertical trunk velocity²
     "ang_vel_xy": -0.05,        # roll and pitch rates²
@@ -74,6 +78,7 @@ RANDOMIZATION = {
     "obs_noise": 0.0,           # scale of uniform noise on the observation (× each part's level below)
 }
 _COMPILED: dict[tuple, tuple[mujoco.MjModel, list[bool]]] = {}
+HEADING_GAIN = 0.5  # legged_gym's heading command: yaw rate = 0.5 × heading error, clipped to ±1 rad/s
 NOISE_LEVELS = {"gravity": 0.05, "lin_vel": 0.1, "ang_vel": 0.2, "joint_pos": 0.01, "joint_vel": 1.5}
 
 
@@ -312,7 +317,9 @@ class LeggedEnv(MujocoEnv):
         self.do_simulation(target, self.frame_skip)
         lin, ang = self._velocities()
         world_vel = self.data.qvel[self.free_qvel:self.free_qvel + 3]
-        terms = self._reward_terms(action, lin, ang, world_vel, qvel_before)
+        terms = self._reward_terms(action, lin, ang, world_vel, qvel_before)  # for the command it was given
+        if self.task == "forward":
+            self.command[2] = self._heading_command()
         dt, weights = self.dt, self.weights
         reward = dt * sum(weights[k] * v for k, v in terms.items())
         if self.only_positive_rewards:  # legged_gym's guard: penalties never make ending the episode early pay
@@ -338,7 +345,7 @@ class LeggedEnv(MujocoEnv):
             terms["forward_velocity"] = min(world_vel[0], self.max_forward_speed)
         else:
             terms["tracking_lin_vel"] = np.exp(-np.sum((self.command[:2] - lin[:2]) ** 2) / self.tracking_sigma)
-            terms["tracking_ang_vel"] = np.exp(-(self.command[2] - ang[2]) ** 2 / self.tracking_sigma)
+        terms["tracking_ang_vel"] = np.exp(-(self.command[2] - ang[2]) ** 2 / self.tracking_sigma)
         dt = self.dt
         gravity = self._gravity()
         torque = d.actuator_force
@@ -366,6 +373,12 @@ class LeggedEnv(MujocoEnv):
             "collision": float(len(contact_geoms - self.foot_body_geoms)),
         })
         return {k: float(v) for k, v in terms.items() if self.weights.get(k, 0.0) != 0.0}
+
+    def _heading_command(self) -> float:
+        """The yaw rate that turns the trunk back to heading 0 (the world's x axis)."""
+        w, x, y, z = self.data.qpos[self.free_qpos + 3:self.free_qpos + 7]
+        yaw = np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+        return float(np.clip(-HEADING_GAIN * yaw, -1.0, 1.0))
 
     def _ground_contacts(self) -> set[int]:
         """Robot geoms touching the floor."""
@@ -398,6 +411,8 @@ class LeggedEnv(MujocoEnv):
         if self.task == "velocity":
             r = self.command_ranges
             self.command = np.array([self.np_random.uniform(*r[k]) for k in ("vx", "vy", "yaw")])
+        else:
+            self.command = np.array([0.0, 0.0, self._heading_command()])
         return self._get_obs()
 
     def render(self):
