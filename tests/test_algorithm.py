@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_entrypoint import pg_lab
 
 from pg_lab.builder import build
 from pg_lab.evaluate import evaluate
@@ -63,9 +62,9 @@ def test_a_new_baseline_is_one_class_and_its_config(tmp_path, train_in_process):
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "finished"
 
 
-def test_evaluation_builds_the_env_through_the_env_groups_target(tmp_path):
+def test_evaluation_builds_the_env_through_the_env_groups_target(tmp_path, train_in_process):
     """An env option set for training (here the time limit) holds in evaluation too."""
     run = tmp_path / "run"
-    pg_lab(run, "total_steps=600", "env.max_episode_steps=5")
+    train_in_process("total_steps=600", "env.max_episode_steps=5", run_dir=run)
     report = evaluate(RunDir(run), episodes=3)
     assert [e["length"] for e in report["episodes"]] == [5, 5, 5]
