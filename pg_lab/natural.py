@@ -44,7 +44,8 @@ class NaturalGradient(torch.optim.Optimizer):
                  cg_damping: float = 0.1, line_search: bool = True, backtrack_ratio: float = 0.5,
                  max_backtracks: int = 10, accept_ratio: float = 0.1):
         if step_size <= 0 or max_kl <= 0 or cg_iters < 1 or cg_damping < 0 or not 0 < backtrack_ratio < 1:
-            raise ValueError("optimizer=natural: step_size > 0, max_kl > 0, cg_iters >= 1, cg_damping >= 0, 0 < backtrack_ratio < 1")
+            raise ValueError("optimizer=natural: step_size > 0, max_kl > 0, cg_iters >= 1, cg_damping >= 0, "
+                             "0 < backtrack_ratio < 1")
         super().__init__(params, dict(lr=step_size, max_kl=max_kl, cg_iters=cg_iters, cg_damping=cg_damping,
                                       line_search=line_search, backtrack_ratio=backtrack_ratio,
                                       max_backtracks=max_backtracks, accept_ratio=accept_ratio))

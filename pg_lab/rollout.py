@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -52,6 +52,9 @@ class Batch:
     episode_returns: np.ndarray  # undiscounted return and length of every episode that ended in the batch
     episode_lengths: np.ndarray  # (in step batching, including its steps in earlier batches)
     cut: np.ndarray | None = None  # [T, N] bool: the batch ends inside an episode here (step batching)
+    # the env's reward decomposition, where its info has one (`reward_<term>` keys: Gymnasium's MuJoCo tasks,
+    # pg_lab's legged env): each term's mean per valid step
+    reward_terms: dict[str, float] = field(default_factory=dict)
 
     @property
     def ends(self) -> np.ndarray:
@@ -85,6 +88,8 @@ class _Steps:
     def __init__(self):
         self.obs, self.actions, self.rewards, self.terminated, self.truncated, self.valid = [], [], [], [], [], []
         self.final_obs, self.final_index = [], []
+        self.term_sums: dict[str, float] = {}
+        self.term_counts: dict[str, int] = {}
 
     def act(self, policy: Policy, obs: np.ndarray, device: torch.device) -> torch.Tensor:
         obs = np.asarray(obs, dtype=np.float32)
@@ -106,6 +111,14 @@ class _Steps:
         self.terminated.append(terminated)
         self.truncated.append(truncated)
         self.valid.append(valid.copy())
+        # the vector env's info: values per env and a "_key" mask of where they are set; an env whose episode
+        # ended has its step's info under "final_info" (its own keys are the next episode's reset info)
+        for part in (info, info.get("final_info", {})):
+            for key in part:
+                if key.startswith("reward_"):
+                    present = valid & part["_" + key]
+                    self.term_sums[key] = self.term_sums.get(key, 0.0) + float(part[key][present].sum())
+                    self.term_counts[key] = self.term_counts.get(key, 0) + int(present.sum())
         cut = truncated & ~terminated & valid
         if cut.any():  # the hot path: most steps end nothing
             for n in np.flatnonzero(cut):
@@ -124,7 +137,9 @@ class _Steps:
             final_obs=np.stack(self.final_obs) if self.final_obs else np.zeros((0, *obs_dim), np.float32),
             final_index=np.asarray(self.final_index, dtype=np.int64).reshape(-1, 2),
             episode_returns=np.asarray(episode_returns, dtype=np.float64),
-            episode_lengths=np.asarray(episode_lengths, dtype=np.int64), cut=cut)
+            episode_lengths=np.asarray(episode_lengths, dtype=np.int64), cut=cut,
+            reward_terms={k.removeprefix("reward_"): v / max(self.term_counts[k], 1)
+                          for k, v in self.term_sums.items()})
         check_finite_env(batch)
         return batch
 

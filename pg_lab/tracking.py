@@ -34,12 +34,14 @@ CONTRACT_KEYS = (AXIS, "episode_return_mean")  # also in the W&B summary under t
 
 def namespaced(row: dict) -> dict:
     """{"policy_loss": x, "grad_snr": y, "step": s} -> {"losses/policy_loss": x, "diagnostics/grad_snr": y,
-    "step": s}; anything not named in SECTIONS is a diagnostic. None values are left out."""
+    "step": s}; a key that names its own section (`reward/forward`, the env's reward terms) keeps it; anything
+    else not named in SECTIONS is a diagnostic. None values are left out."""
     out = {}
     for key, value in row.items():
         if value is None or not isinstance(value, (int, float)):
             continue
-        out[key if key in (AXIS, "update") else f"{SECTION_OF.get(key, 'diagnostics')}/{key}"] = value
+        own = key in (AXIS, "update") or "/" in key
+        out[key if own else f"{SECTION_OF.get(key, 'diagnostics')}/{key}"] = value
     return out
 
 

@@ -136,3 +136,29 @@ def test_a_gaussian_step_batch_runs_the_whole_update(compose):
     metrics = algorithm.update(batch)
     assert all(np.isfinite(v) for v in metrics.values())
     envs.close()
+
+
+@pytest.mark.parametrize("batching", ["steps", "episodes"])
+def test_the_envs_reward_terms_are_logged_per_step(batching):
+    """Gymnasium's MuJoCo tasks decompose their reward in info (`reward_forward`, `reward_ctrl` for HalfCheetah):
+    each term's mean per step reaches the batch, and the terms add up to the reward."""
+    from pg_lab.rollout import EpisodeCollector, StepCollector
+
+    envs = make_vector_env("HalfCheetah-v5", num_envs=2, max_episode_steps=40)
+    policy = GaussianPolicy(envs.single_observation_space, envs.single_action_space, hidden_sizes=(8,))
+    if batching == "steps":
+        batch = StepCollector(envs, reset_seed=0).collect(policy, 50)
+    else:
+        batch = EpisodeCollector(envs).collect(policy, 30, reset_seed=0)
+    assert set(batch.reward_terms) == {"forward", "ctrl"}
+    assert batch.reward_terms["ctrl"] < 0
+    mean_reward = batch.rewards[batch.valid].mean()
+    assert sum(batch.reward_terms.values()) == pytest.approx(mean_reward, rel=1e-6, abs=1e-9)
+    envs.close()
+
+
+def test_reward_terms_keep_their_own_wandb_section():
+    from pg_lab.tracking import namespaced
+
+    assert namespaced({"step": 5, "reward/forward": 1.5, "policy_loss": 0.1, "grad_snr": 2.0}) == {
+        "step": 5, "reward/forward": 1.5, "losses/policy_loss": 0.1, "diagnostics/grad_snr": 2.0}
