@@ -116,7 +116,8 @@ class _Steps:
         for part in (info, info.get("final_info", {})):
             for key in part:
                 if key.startswith("reward_"):
-                    present = valid & part["_" + key]
+                    mask = part.get("_" + key)
+                    present = valid if mask is None else valid & mask
                     self.term_sums[key] = self.term_sums.get(key, 0.0) + float(part[key][present].sum())
                     self.term_counts[key] = self.term_counts.get(key, 0) + int(present.sum())
         cut = truncated & ~terminated & valid

@@ -23,8 +23,8 @@ Tasks (`task`):
   heading error, clipped to ±1 rad/s. Without it the policy cannot see its heading at all (nothing in the
   trunk-frame observation tells yaw): a Go2 policy walked a circle of about 8 m radius (1.4 m/s of progress along x
   over its first 8 s, −0.12 m/s over a 20 s episode). The penalty is on the heading, not on the yaw rate: a
-  rate-tracking bonus (legged_gym's `tracking_ang_vel`) paid standing still 0.5/s more than the wobble of a first
-  step, and Go1 and Go2 both stood at 0.4M and 0.54M steps with it.
+  yaw-rate tracking bonus (legged_gym's `tracking_ang_vel`) pays 0.5/s for standing still and takes part of it
+  back for every step's wobble; with it Go1 and Go2 both stood at 0.4M and 0.54M steps.
 - `velocity`: track a command (vx, vy, yaw rate) sampled per episode from `command_ranges`, with legged_gym's
   exponential tracking rewards.
 Both add the usual regularisers (orientation, base height, vertical and roll/pitch velocity, torques, joint
