@@ -86,6 +86,19 @@ def test_standing_at_the_default_pose_and_a_fall_terminates(model_env):
     assert terminated and info["fall"]
 
 
+def test_a_termination_penalty_is_charged_once_per_fall_after_the_clip():
+    env = LeggedEnv("go1", rewards={"termination": -5.0, "alive": 0.0})
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step(np.zeros(12, dtype=np.float32))
+    assert not terminated and reward >= 0.0 and info["reward_termination"] == 0.0
+    qpos = env.data.qpos.copy()
+    qpos[2], qpos[3:7] = 0.1, [0.0, 1.0, 0.0, 0.0]  # upside down on the floor
+    env.set_state(qpos, env.data.qvel.copy())
+    _, reward, terminated, _, info = env.step(np.zeros(12, dtype=np.float32))
+    assert terminated and info["reward_termination"] == -5.0
+    assert -5.0 <= reward < 0.0  # the clipped (>= 0) step reward plus the penalty: negative despite the clip
+
+
 def test_a_position_servo_model_takes_targets_directly():
     """pg_lab's own quadruped: position servos, and no keyframe (it stands at the middle of its joint ranges)."""
     env = LeggedEnv(str(DEFAULT_XML), reset_noise_scale=0.0)

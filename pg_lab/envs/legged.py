@@ -62,6 +62,7 @@ REWARDS = {  # per second (× control_dt per step): legged_gym's regulariser wei
     "tracking_ang_vel": 0.5,    # task=velocity: exp(-(yaw rate - command)² / tracking_sigma)
     "heading": -1.0,            # task=forward: (heading error)², rad²
     "alive": 1.0,               # per second not fallen (penalties alone would make an early fall pay)
+    "termination": 0.0,         # per fall, not per second, added after the clip (legged_gym's; e.g. with alive 0)
     "lin_vel_z": -2.0,          # vertical trunk velocity²
     "ang_vel_xy": -0.05,        # roll and pitch rates²
     "orientation": -1.0,        # |projected gravity xy|²: tilt
@@ -332,10 +333,16 @@ class LeggedEnv(MujocoEnv):
         height = self.data.qpos[self.free_qpos + 2]
         fell = bool(height < self.termination_height * self.nominal_height or
                     np.arccos(np.clip(-gravity[2], -1, 1)) > self.max_tilt)
+        if weights["termination"]:  # after the clip, as in legged_gym: a fall costs this however the step went
+            terms_info = {"termination": weights["termination"] if fell else 0.0}
+            reward += terms_info["termination"]
+        else:
+            terms_info = {}
         info = {"x_position": float(self.data.qpos[self.free_qpos]), "x_velocity": float(world_vel[0]),
                 "forward_speed": float(lin[0]), "velocity": np.array([lin[0], lin[1], ang[2]]),
                 "command": self.command.copy(), "fall": fell,
-                **{f"reward_{k}": dt * weights[k] * v for k, v in terms.items()}}
+                **{f"reward_{k}": dt * weights[k] * v for k, v in terms.items()},
+                **{f"reward_{k}": v for k, v in terms_info.items()}}
         if self.render_mode == "human":
             self.render()
         return self._get_obs(), float(reward), fell, False, info
