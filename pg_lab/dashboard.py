@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pg_lab.rundir import RunDir
-from pg_lab.tracking import SECTION_OF
+from pg_lab.tracking import namespaced
 
 RETURN, LENGTH = "charts/episode_return_mean", "charts/episode_length_mean"
-SECTION_TITLES = {"losses": "Losses", "diagnostics": "Diagnostics", "time": "Time"}
+SECTION_TITLES = {"reward": "Reward terms", "losses": "Losses", "diagnostics": "Diagnostics", "time": "Time"}
 VIDEO_KEY = "eval/video"  # what pg-lab-eval --wandb logs
 
 
@@ -53,8 +53,7 @@ def sweep_tasks(sweep_dir: Path) -> dict[str, Task]:
         task = tasks.setdefault(env_id, Task(env_id, group, cfg.wandb.entity, cfg.wandb.project))
         task.configurations.add(run.group())
         for row in run.read_metrics()[:1]:
-            task.metrics |= {f"{SECTION_OF.get(k, 'diagnostics')}/{k}" for k, v in row.items()
-                             if k not in ("step", "update") and isinstance(v, (int, float))}
+            task.metrics |= set(namespaced(row)) - {"step", "update"}  # the names W&B has them under
         task.videos |= (run.path / "eval.mp4").exists()
     return tasks
 

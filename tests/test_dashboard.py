@@ -18,7 +18,8 @@ def fake_job(sweep: Path, env_id: str, policy: str, seed: int, video: bool = Fal
         "wandb": {"group": None, "entity": None, "project": "pg_lab"}}))
     (d / "metrics.jsonl").write_text(json.dumps({"step": 512, "update": 1, "episode_return_mean": 10.0,
                                                  "episode_length_mean": 10.0, "policy_loss": 0.1,
-                                                 "grad_snr": 0.5, "steps_per_s": 100.0}) + "\n")
+                                                 "grad_snr": 0.5, "steps_per_s": 100.0,
+                                                 "reward/forward": 1.0}) + "\n")
     if video:
         (d / "eval.mp4").write_bytes(b"\0")
 
@@ -44,7 +45,9 @@ def test_one_view_per_task_grouped_by_configuration_with_seeds_collapsed(sweep, 
     filters = str(hopper.runset_settings.filters)
     assert "'my_study'" in filters and "'Hopper-v5'" in filters
     sections = {s.name: s for s in hopper.sections}
-    assert set(sections) == {"Hopper-v5: return vs env steps", "Losses", "Diagnostics", "Time", "Evaluation videos"}
+    assert set(sections) == {"Hopper-v5: return vs env steps", "Reward terms", "Losses", "Diagnostics", "Time",
+                             "Evaluation videos"}
+    assert [p.y[0].name for p in sections["Reward terms"].panels] == ["reward/forward"]  # as tracking logs it
     ret = sections["Hopper-v5: return vs env steps"].panels[0]
     assert ret.groupby_aggfunc == "mean" and ret.groupby_rangefunc == "stderr"
     assert [p.y[0].name for p in sections["Diagnostics"].panels] == ["diagnostics/grad_snr"]
