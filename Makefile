@@ -15,7 +15,7 @@ export PYOPENGL_PLATFORM := osmesa
 endif
 endif
 
-.PHONY: setup run test test-slow test-slurm lint clean
+.PHONY: setup run test test-slow test-slurm test-warp lint clean
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,15 @@ test: setup
 
 test-slow: setup
 	$(BIN)/pytest -q -n auto -m slow
+
+# The MuJoCo Warp backend (env.backend=warp) on the CPU: installs the gpu extra (mujoco-warp, warp-lang) into the
+# same virtualenv; MuJoCo Warp compiles its kernels on first use (about 1.5 min on 2 cores, cached in ~/.cache/warp)
+$(VENV)/.installed-gpu: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e '.[dev,gpu]'
+	touch $@
+
+test-warp: $(VENV)/.installed-gpu
+	$(BIN)/pytest -q -m warp
 
 # A real single-node Slurm on this machine (root; Debian's packages): sweeps through hydra/launcher=slurm and a
 # re-queued job that resumes. The cluster is taken down again however the tests end.

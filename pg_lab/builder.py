@@ -77,7 +77,7 @@ def build(cfg: DictConfig, env_choice: str | None = None):
     device = resolve_device(cfg.device)
     factory = env_factory(cfg, env_choice)
     try:
-        envs = factory.make_vector()
+        envs = factory.make_vector(device=str(device))
     except Exception as e:  # noqa: BLE001 - gymnasium raises several kinds for a bad id or kwargs
         raise ConfigError(f"{_label(cfg, env_choice)}: cannot make env.id={cfg.env.get('id')!r}: {e}") from None
     try:

@@ -73,7 +73,12 @@ class Policy(nn.Module):
         return dist.mean
 
     def to_env(self, action: torch.Tensor) -> np.ndarray:
-        return action.cpu().numpy()
+        """The action as a Gymnasium env takes it (NumPy)."""
+        return self.env_action(action).cpu().numpy()
+
+    def env_action(self, action: torch.Tensor) -> torch.Tensor:
+        """The action as the env takes it, as a tensor on the policy's device (a device-resident env's input)."""
+        return action
 
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         dist = self.distribution(obs)
@@ -111,8 +116,8 @@ class CategoricalPolicy(Policy):
             return logits.argmax(-1)
         return torch.multinomial(torch.softmax(logits, -1), 1, True).squeeze(-1)
 
-    def to_env(self, action: torch.Tensor) -> np.ndarray:
-        return action.cpu().numpy() + int(self.action_space.start)
+    def env_action(self, action: torch.Tensor) -> torch.Tensor:
+        return action + int(self.action_space.start)
 
 
 class _BoxPolicy(Policy):
@@ -141,9 +146,9 @@ class _BoxPolicy(Policy):
         self.register_buffer("half_range", (high - low) / 2)
         self.bounded = bounded
 
-    def to_env(self, action: torch.Tensor) -> np.ndarray:
+    def env_action(self, action: torch.Tensor) -> torch.Tensor:
         """[-1, 1] -> bounds. Subclasses whose samples can leave [-1, 1] clip here, and only here."""
-        return (self.center + self.half_range * action).cpu().numpy()
+        return self.center + self.half_range * action
 
     def unit_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """Stored actions as the env gets them, in [-1, 1] units of the bounds (before the affine map)."""
@@ -239,10 +244,10 @@ class GaussianPolicy(_BoxPolicy):
         mean, log_std = self._mean_log_std(obs)
         return mean if deterministic else torch.normal(mean, log_std.exp())
 
-    def to_env(self, action: torch.Tensor) -> np.ndarray:
+    def env_action(self, action: torch.Tensor) -> torch.Tensor:
         if not self.bounded:
-            return action.cpu().numpy()
-        return super().to_env(action.clamp(-1.0, 1.0))
+            return action
+        return super().env_action(action.clamp(-1.0, 1.0))
 
     def action_diagnostics(self, actions: torch.Tensor) -> dict[str, float]:
         """clip_frac: action components outside the bounds (clipped on the way to the env)."""
@@ -343,8 +348,8 @@ class SquashedGaussianPolicy(GaussianPolicy):
         mean, log_std = self._mean_log_std(obs)
         return TanhNormal(mean, log_std.exp(), self.half_range.log().sum())
 
-    def to_env(self, u: torch.Tensor) -> np.ndarray:
-        return _BoxPolicy.to_env(self, torch.tanh(u))
+    def env_action(self, u: torch.Tensor) -> torch.Tensor:
+        return _BoxPolicy.env_action(self, torch.tanh(u))
 
     def unit_actions(self, actions: torch.Tensor) -> torch.Tensor:
         return torch.tanh(actions)
@@ -398,8 +403,8 @@ class BetaPolicy(_BoxPolicy):
         alpha, beta = (1.0 + nn.functional.softplus(self.net(self.normalizer(obs)))).split(self.act_dim, -1)
         return ActionUnits(Independent(ClampedBeta(alpha, beta, self.eps), 1), (2.0 * self.half_range).log().sum())
 
-    def to_env(self, action: torch.Tensor) -> np.ndarray:
-        return super().to_env(2.0 * action - 1.0)
+    def env_action(self, action: torch.Tensor) -> torch.Tensor:
+        return super().env_action(2.0 * action - 1.0)
 
     def unit_actions(self, actions: torch.Tensor) -> torch.Tensor:
         return 2.0 * actions - 1.0

@@ -232,6 +232,86 @@ class StepCollector:
         self.obs, self.returns, self.lengths = state["obs"], state["returns"], state["lengths"]
 
 
+class DeviceStepCollector:
+    """`algo.batching=steps` on a vector env that lives on the run's device (`env.backend=warp`): observations,
+    actions, rewards and episode bookkeeping stay there while the batch is collected (no host round trip per
+    step); the batch crosses to the host once, at its end, as the same `Batch` the update takes from
+    StepCollector. The envs' state is the env's own `get_state()` (a checkpoint's part)."""
+
+    def __init__(self, envs, reset_seed: int):
+        self.envs, self.reset_seed = envs, reset_seed
+        self.obs: torch.Tensor | None = None
+        self.returns = torch.zeros(envs.num_envs, dtype=torch.float64, device=envs.device)
+        self.lengths = torch.zeros(envs.num_envs, dtype=torch.long, device=envs.device)
+
+    def collect(self, policy: Policy, num_steps: int, device: torch.device = torch.device("cpu")) -> Batch:
+        envs = self.envs
+        if self.obs is None:
+            self.obs, _ = envs.reset(seed=self.reset_seed)
+        n, dim = envs.num_envs, self.obs.shape[1]
+        obs = torch.empty(num_steps, n, dim, device=envs.device)
+        final_obs = torch.empty(num_steps, n, dim, device=envs.device)
+        rewards = torch.empty(num_steps, n, dtype=torch.float64, device=envs.device)
+        terminated = torch.empty(num_steps, n, dtype=torch.bool, device=envs.device)
+        truncated = torch.empty_like(terminated)
+        ended_returns, ended_lengths = torch.empty_like(rewards), torch.empty(num_steps, n, dtype=torch.long,
+                                                                               device=envs.device)
+        actions, term_sums = [], {}
+        for t in range(num_steps):
+            obs[t] = self.obs
+            with torch.no_grad():
+                action = policy.act(self.obs.to(device))
+            actions.append(action)
+            self.obs, reward, terminated[t], truncated[t], info = envs.step(policy.env_action(action))
+            rewards[t] = reward
+            final_obs[t] = info["final_obs"]
+            for key, value in info.items():
+                if key.startswith("reward_"):
+                    term_sums[key] = term_sums.get(key, 0.0) + value.sum()
+            self.returns += reward
+            self.lengths += 1
+            ended = terminated[t] | truncated[t]
+            ended_returns[t], ended_lengths[t] = self.returns, self.lengths
+            self.returns.masked_fill_(ended, 0.0)
+            self.lengths.masked_fill_(ended, 0)
+        # the one crossing to the host
+        host = {k: v.cpu().numpy() for k, v in dict(obs=obs, rewards=rewards, terminated=terminated,
+                                                    truncated=truncated, returns=ended_returns,
+                                                    lengths=ended_lengths).items()}
+        ends = host["terminated"] | host["truncated"]
+        cut = np.zeros((num_steps, n), dtype=bool)
+        cut[-1] = ~ends[-1]
+        bootstrap = host["truncated"] & ~host["terminated"]
+        t_idx, n_idx = np.nonzero(bootstrap)
+        boot_obs = final_obs[torch.as_tensor(t_idx, device=envs.device), torch.as_tensor(n_idx, device=envs.device)]
+        last = np.flatnonzero(cut[-1])
+        boot_obs = torch.cat([boot_obs, self.obs[torch.as_tensor(last, device=envs.device)]]).cpu().numpy()
+        index = np.concatenate([np.stack([t_idx, n_idx], 1), np.stack([np.full_like(last, num_steps - 1), last], 1)])
+        total = num_steps * n
+        batch = Batch(obs=host["obs"], actions=torch.stack(actions), rewards=host["rewards"],
+                      terminated=host["terminated"], truncated=host["truncated"],
+                      valid=np.ones((num_steps, n), dtype=bool), final_obs=boot_obs.astype(np.float32),
+                      final_index=index.astype(np.int64).reshape(-1, 2),
+                      episode_returns=host["returns"][ends], episode_lengths=host["lengths"][ends], cut=cut,
+                      reward_terms={k.removeprefix("reward_"): float(v) / total for k, v in term_sums.items()})
+        check_finite_env(batch)
+        return batch
+
+    def state_dict(self) -> dict:
+        if self.obs is None:
+            return {"obs": None}
+        return {"obs": self.obs.cpu(), "returns": self.returns.cpu(), "lengths": self.lengths.cpu(),
+                "envs": self.envs.get_state()}
+
+    def load_state_dict(self, state: dict, reset_seed: int) -> None:
+        if state.get("obs") is None:
+            return
+        self.envs.set_state(state["envs"])
+        device = self.envs.device
+        self.obs = state["obs"].to(device)
+        self.returns, self.lengths = state["returns"].to(device), state["lengths"].to(device)
+
+
 def collect(envs: VectorEnv, policy: Policy, num_steps: int, reset_seed: int,
             device: torch.device = torch.device("cpu"),
             should_stop: Callable[[], bool] = lambda: False) -> Batch | None:

@@ -49,6 +49,9 @@ BOOKKEEPING_KEYS = ("wandb.mode", "wandb.project", "wandb.entity", "wandb.group"
                     "torch_threads", "checkpoint_every", "fresh", "optuna_trial", "hydra.launcher.n_jobs")
 # also not part of a run's config fingerprint: a resumed run may be given more steps
 FINGERPRINT_IGNORED = (*BOOKKEEPING_KEYS, "total_steps")
+# keys added after runs were recorded, at the value that does what runs did before the key existed: left out of
+# the record at that value, so older records (studies, benchmarks) still match the configs that made them
+OMITTED_AT_DEFAULT = {"env.backend": "mujoco"}
 SEED_KEY = "seed"
 
 
@@ -75,7 +78,8 @@ def flat_config(cfg: DictConfig) -> dict[str, Any]:
         if isinstance(node, dict):
             for k, v in node.items():
                 walk(v, f"{key}.{k}" if key else str(k))
-        elif key not in FINGERPRINT_IGNORED and not key.startswith(("wandb.", "hydra.")):
+        elif key not in FINGERPRINT_IGNORED and not key.startswith(("wandb.", "hydra.")) and \
+                not (key in OMITTED_AT_DEFAULT and node == OMITTED_AT_DEFAULT[key]):
             flat[key] = node
     walk(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "")
     return flat

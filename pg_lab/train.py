@@ -24,7 +24,7 @@ from hydra_plugins.pg_lab_sweepers.optuna_sweeper import OptunaSweeper
 from pg_lab.builder import build
 from pg_lab.config import Batching, ConfigError, register_schema, validate
 from pg_lab.resume import Interrupted, Progress, batch_seed, load_state, resume_target
-from pg_lab.rollout import EpisodeCollector, StepCollector
+from pg_lab.rollout import DeviceStepCollector, EpisodeCollector, StepCollector
 from pg_lab.rundir import RunDir
 from pg_lab.session import RunSession, set_debug, task_wrapper
 from pg_lab.tracking import job_identity
@@ -79,7 +79,14 @@ def _train(cfg: DictConfig, run_dir: RunDir, resumed: bool) -> float:
     seed_everything(cfg.seed)
     envs, algorithm = build(cfg, job.env_choice)
     by_steps = cfg.algo.batching == Batching.steps
-    collector = StepCollector(envs, batch_seed(cfg.seed, 0)) if by_steps else EpisodeCollector(envs)
+    if getattr(envs, "on_device", False):  # env.backend=warp: the worlds live on the run's device
+        if not by_steps:
+            envs.close()
+            raise ConfigError("env.backend=warp collects fixed-length rollouts: set algo.batching=steps (with "
+                              "baseline=gae or value)")
+        collector = DeviceStepCollector(envs, batch_seed(cfg.seed, 0))
+    else:
+        collector = StepCollector(envs, batch_seed(cfg.seed, 0)) if by_steps else EpisodeCollector(envs)
     progress = Progress()
     if ckpt is not None:
         try:

@@ -23,26 +23,44 @@ import gymnasium as gym
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 
+BACKENDS = ("mujoco", "warp")
+
+
 class EnvFactory:
     """`num_envs` copies of the Gymnasium env `id` for training, or one for evaluation.
 
     "sync" steps them in this process (best when a step costs microseconds, or for one env); "async"
     gives each its own process (worth it when the simulator dominates and cores are free).
     Finished envs reset within the same step (AutoresetMode.SAME_STEP; see pg_lab.rollout).
+    `backend=warp` makes the legged task's N worlds on MuJoCo Warp instead, on the run's device
+    (pg_lab.envs.warp_legged); evaluation and videos use the CPU env, the same task.
     """
 
     def __init__(self, id: str, num_envs: int = 1, vectorization: str = "sync",
-                 kwargs: dict[str, Any] | None = None, max_episode_steps: int | None = None):
+                 kwargs: dict[str, Any] | None = None, max_episode_steps: int | None = None,
+                 backend: str = "mujoco"):
         if num_envs < 1:
             raise ValueError(f"env.num_envs must be >= 1, got {num_envs}")
         if vectorization not in ("sync", "async"):
             raise ValueError(f"env.vectorization must be 'sync' or 'async', got {vectorization!r}")
-        self.id, self.num_envs, self.vectorization = id, num_envs, vectorization
+        if backend not in BACKENDS:
+            raise ValueError(f"env.backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if backend == "warp" and id != "pg_lab/Legged-v0":
+            raise ValueError(f"env.backend=warp runs the legged task (env=go1, go2, quadruped_velocity, legged), "
+                             f"not {id}: use env.backend=mujoco")
+        self.id, self.num_envs, self.vectorization, self.backend = id, num_envs, vectorization, backend
         self.kwargs = dict(kwargs or {})
         if max_episode_steps is not None:
             self.kwargs["max_episode_steps"] = max_episode_steps
 
-    def make_vector(self) -> VectorEnv:
+    def make_vector(self, device: str | None = None) -> VectorEnv:
+        """The training vector env; with backend=warp, N worlds on `device` (torch's name: cpu, cuda)."""
+        if self.backend == "warp":
+            from pg_lab.envs.warp_legged import WarpLeggedVecEnv
+
+            kwargs = dict(self.kwargs)
+            limit = kwargs.pop("max_episode_steps", None) or gym.spec(self.id).max_episode_steps
+            return WarpLeggedVecEnv(self.num_envs, device=device or "cpu", max_episode_steps=limit, **kwargs)
         return gym.make_vec(self.id, num_envs=self.num_envs, vectorization_mode=self.vectorization,
                             vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, **self.kwargs)
 

@@ -1,0 +1,328 @@
+"""`env.backend=warp`: N worlds of `pg_lab/Legged-v0` stepped as one batch on MuJoCo Warp, on a GPU (or, slowly,
+on the CPU), with observations, rewards, terminations and resets computed on the device as torch tensors.
+
+The same task as pg_lab.envs.legged, term for term: the model is the one a `LeggedEnv` builds from the same
+`env.kwargs` (the MJCF, the PD actuators, the physics step), and the robot's facts (trunk, feet, default pose,
+nominal height, collision geoms) are read by that env, so the two backends cannot drift apart in what they
+simulate. What they compute from the state is written twice, once in NumPy per env (legged.py) and once in torch
+per batch (here); tests/test_warp.py steps both from the same states and compares every observation, reward term
+and termination.
+
+Each `step` is: the joint targets into `ctrl` → `frame_skip` MuJoCo Warp steps (one CUDA graph on a GPU) → the
+reward terms, falls and time limits of all worlds at once → the worlds that ended are reset in the same step
+(Gymnasium's SAME_STEP autoreset: `info["final_obs"]` holds their last observation). Nothing goes to the host:
+the rollout (pg_lab.rollout.DeviceStepCollector) keeps the batch on the device.
+
+Not supported here (a clear error): randomisation and rough terrain (per-world model parameters), and rendering
+(evaluate and render with the CPU env: it is the same task, `pg-lab-eval` does that).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from pg_lab.envs.legged import HEADING_GAIN, LeggedEnv
+
+
+def _require_warp():
+    try:
+        import mujoco_warp
+        import warp
+    except ImportError:
+        raise ImportError("env.backend=warp needs MuJoCo Warp: pip install 'pg_lab[gpu]' (mujoco-warp)") from None
+    return warp, mujoco_warp
+
+
+def quat_to_mat(q: torch.Tensor) -> torch.Tensor:
+    """[..., 4] unit quaternions (w, x, y, z) → [..., 3, 3] rotation matrices (MuJoCo's convention)."""
+    w, x, y, z = q.unbind(-1)
+    return torch.stack([
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    ], -1).reshape(*q.shape[:-1], 3, 3)
+
+
+class WarpLeggedVecEnv:
+    """A vector env of `num_envs` legged worlds on MuJoCo Warp: `reset` and `step` take and return torch tensors
+    on `device` (observations float32 [N, obs_dim], rewards float32 [N], terminated / truncated bool [N])."""
+
+    on_device = True  # pg_lab.train collects from it with DeviceStepCollector
+
+    def __init__(self, num_envs: int, device: str | torch.device = "cuda", max_episode_steps: int | None = 1000,
+                 nconmax: int = 32, njmax: int = 160, cuda_graph: bool = True, **kwargs: Any):
+        wp, mjw = _require_warp()
+        rand = {k: v for k, v in (kwargs.get("randomization") or {}).items() if v not in (None, 0, 0.0)
+                and k != "push_velocity"}
+        if rand or kwargs.get("terrain", "flat") != "flat":
+            raise ValueError("env.backend=warp runs the flat task without randomisation for now (per-world model "
+                             f"parameters are not wired): got randomization={rand or {}}, "
+                             f"terrain={kwargs.get('terrain', 'flat')!r}; use env.backend=mujoco for these")
+        self.template = env = LeggedEnv(**kwargs)  # builds the model and reads the robot, as the CPU env does
+        self.num_envs, self.max_episode_steps = num_envs, max_episode_steps
+        self.device = torch.device(device)
+        self.single_observation_space = spaces.Box(-np.inf, np.inf, env.observation_space.shape, np.float32)
+        self.single_action_space = env.action_space
+        self.action_space = gym.vector.utils.batch_space(env.action_space, num_envs)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.wp, self.mjw = wp, mjw
+        self.wp_device = "cpu" if self.device.type == "cpu" else f"cuda:{self.device.index or 0}"
+        with wp.ScopedDevice(self.wp_device):
+            self.m = mjw.put_model(env.model)
+            self.d = mjw.make_data(env.model, nworld=num_envs, nconmax=nconmax, njmax=njmax)
+        d = self.d
+        # torch views of MuJoCo Warp's arrays (no copies: writing to them writes the simulator's state)
+        self.qpos, self.qvel, self.ctrl = wp.to_torch(d.qpos), wp.to_torch(d.qvel), wp.to_torch(d.ctrl)
+        self.xmat, self.actuator_force = wp.to_torch(d.xmat), wp.to_torch(d.actuator_force)
+        self.time, self.qacc_warmstart = wp.to_torch(d.time), wp.to_torch(d.qacc_warmstart)
+        self.act = wp.to_torch(d.act) if env.model.na else None
+        self.contact_geom, self.contact_world = wp.to_torch(d.contact.geom), wp.to_torch(d.contact.worldid)
+        self.nacon = wp.to_torch(d.nacon)
+        self.cuda_graph = cuda_graph and self.device.type == "cuda"
+        self._graph = None
+
+        t = lambda x, dtype=torch.float32: torch.as_tensor(np.asarray(x), dtype=dtype, device=self.device)  # noqa: E731
+        self.qpos_idx, self.qvel_idx = t(env.qpos_idx, torch.long), t(env.qvel_idx, torch.long)
+        self.fq, self.fv = env.free_qpos, env.free_qvel
+        self.key_qpos, self.default_pose = t(env.key_qpos), t(env.default_pose)
+        lo, hi = env.joint_range.T
+        self.lo, self.hi = t(np.where(np.isfinite(lo), lo, -1e9)), t(np.where(np.isfinite(hi), hi, 1e9))
+        self.feet = t(env.feet, torch.long)
+        ngeom = env.model.ngeom
+        self.ngeom, self.is_floor = ngeom, t(env.is_floor, torch.bool)
+        # collision: ground contacts of geoms outside the lower legs (pg_lab.envs.legged)
+        others = np.ones(ngeom, dtype=bool)
+        others[list(env.foot_body_geoms)] = False
+        self.counted = t(others, torch.bool)
+        self.dt, self.frame_skip, self.nj = env.dt, env.frame_skip, env.nj
+        self.weights = {k: v for k, v in env.weights.items() if v}
+        self.ranges = t([env.command_ranges[k] for k in ("vx", "vy", "yaw")])  # [3, 2]
+        n = num_envs
+        self.command = torch.zeros(n, 3, device=self.device)
+        self.last_action = torch.zeros(n, self.nj, device=self.device)
+        self.air_time = torch.zeros(n, len(env.feet), device=self.device)
+        self.elapsed = torch.zeros(n, dtype=torch.long, device=self.device)
+        self.generator = torch.Generator(device=self.device)
+
+    # -- the physics -------------------------------------------------------------------------------------------------
+    def _simulate(self) -> None:
+        """frame_skip physics steps of every world, on torch's current stream (a CUDA graph after the first)."""
+        wp = self.wp
+        stream = wp.stream_from_torch(torch.cuda.current_stream(self.device)) if self.device.type == "cuda" else None
+        with wp.ScopedDevice(self.wp_device), (wp.ScopedStream(stream) if stream else _nothing()):
+            if not self.cuda_graph:
+                for _ in range(self.frame_skip):
+                    self.mjw.step(self.m, self.d)
+                return
+            if self._graph is None:
+                self.mjw.step(self.m, self.d)  # compiles and loads the kernels before the capture
+                with wp.ScopedCapture() as capture:
+                    for _ in range(self.frame_skip):
+                        self.mjw.step(self.m, self.d)
+                self._graph = capture.graph  # recorded, not run: only the warm-up step moved the state
+                return
+            wp.capture_launch(self._graph)
+
+    def _prepare_graph(self) -> None:
+        """Capture the CUDA graph (after one warm-up step on a throwaway state) before a reset or a restore sets
+        the real state."""
+        if self.cuda_graph and self._graph is None:
+            self._simulate()
+
+    # -- what the task computes from the state -----------------------------------------------------------------------
+    def _rotation(self, fresh: torch.Tensor | None = None) -> torch.Tensor:
+        """The trunk's rotation as the CPU env reads it: `xmat` from the last physics step's forward pass; for
+        worlds just reset (`fresh`), from their new quaternion (the CPU env's reset runs mj_forward)."""
+        r = self.xmat[:, self.template.trunk]
+        if fresh is not None:
+            r = torch.where(fresh[:, None, None], quat_to_mat(self.qpos[:, self.fq + 3:self.fq + 7]), r)
+        return r
+
+    def _obs(self, r: torch.Tensor) -> torch.Tensor:
+        gravity = -r[:, 2, :]
+        lin = torch.einsum("nji,nj->ni", r, self.qvel[:, self.fv:self.fv + 3])
+        ang = self.qvel[:, self.fv + 3:self.fv + 6]
+        return torch.cat([gravity, lin, ang, self.qpos[:, self.qpos_idx] - self.default_pose,
+                          self.qvel[:, self.qvel_idx], self.last_action, self.command], 1)
+
+    def _yaw(self) -> torch.Tensor:
+        w, x, y, z = self.qpos[:, self.fq + 3:self.fq + 7].unbind(1)
+        return torch.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+
+    def _ground_contacts(self) -> torch.Tensor:
+        """[N, ngeom] bool: the robot geoms touching the floor in each world (a geom pair with one world geom)."""
+        n, g = self.num_envs, self.ngeom
+        geom, world = self.contact_geom.long(), self.contact_world.long()
+        live = torch.arange(len(world), device=self.device) < self.nacon[0]
+        on0, on1 = self.is_floor[geom[:, 0]], self.is_floor[geom[:, 1]]
+        touching = torch.zeros(n * g + 1, dtype=torch.bool, device=self.device)
+        trash = torch.full_like(world, n * g)
+        for floor, other in ((on0, geom[:, 1]), (on1, geom[:, 0])):
+            idx = torch.where(live & floor, world * g + other, trash)
+            touching[idx] = True
+        return touching[:-1].view(n, g)
+
+    def _reward_terms(self, action, lin, ang, world_vel, gravity, qvel_before) -> dict[str, torch.Tensor]:
+        terms, dt = {}, self.dt
+        if self.template.task == "forward":
+            terms["forward_velocity"] = world_vel[:, 0].clamp(max=self.template.max_forward_speed)
+            terms["heading"] = self._yaw() ** 2
+        else:
+            sigma = self.template.tracking_sigma
+            terms["tracking_lin_vel"] = torch.exp(-((self.command[:, :2] - lin[:, :2]) ** 2).sum(1) / sigma)
+            terms["tracking_ang_vel"] = torch.exp(-(self.command[:, 2] - ang[:, 2]) ** 2 / sigma)
+        touching = self._ground_contacts()
+        in_contact = touching[:, self.feet]
+        self.air_time += dt
+        touchdown = in_contact & (self.air_time > dt)
+        air = ((self.air_time.clamp(max=1.0) - 0.5) * touchdown).sum(1)
+        if self.template.task == "velocity":
+            air = torch.where(self.command[:, :2].norm(dim=1) < 0.1, 0.0, air)
+        self.air_time = torch.where(in_contact, 0.0, self.air_time)
+        torque = self.actuator_force
+        acc = (self.qvel[:, self.qvel_idx] - qvel_before) / dt
+        terms.update({
+            "alive": torch.ones_like(air),
+            "lin_vel_z": lin[:, 2] ** 2,
+            "ang_vel_xy": ang[:, 0] ** 2 + ang[:, 1] ** 2,
+            "orientation": gravity[:, 0] ** 2 + gravity[:, 1] ** 2,
+            "base_height": (self.qpos[:, self.fq + 2] - self.template.nominal_height) ** 2,
+            "torques": (torque * torque).sum(1),
+            "dof_acc": (acc * acc).sum(1),
+            "action_rate": ((action - self.last_action) ** 2).sum(1),
+            "feet_air_time": air,
+            "collision": (touching & self.counted).sum(1).float(),
+        })
+        return {k: v for k, v in terms.items() if k in self.weights and k != "termination"}
+
+    # -- the vector env ------------------------------------------------------------------------------------------------
+    def _reset_worlds(self, mask: torch.Tensor) -> None:
+        """New episodes in the worlds where `mask` is set: the default pose with uniform joint noise (the CPU env's
+        reset_model), zero velocities, a fresh solver warm start, the task's command."""
+        env, n = self.template, self.num_envs
+        noise = env.reset_noise_scale
+        u = lambda *shape: torch.rand(*shape, device=self.device, generator=self.generator) * 2 - 1  # noqa: E731
+        qpos = self.key_qpos.expand(n, -1).clone()
+        qpos[:, self.qpos_idx] += noise * u(n, self.nj)
+        qvel = torch.zeros_like(self.qvel)
+        qvel[:, self.qvel_idx] = noise * u(n, self.nj)
+        m = mask[:, None]
+        self.qpos.copy_(torch.where(m, qpos, self.qpos))
+        self.qvel.copy_(torch.where(m, qvel, self.qvel))
+        self.ctrl.copy_(torch.where(m, self.default_pose.expand(n, -1), self.ctrl))
+        self.qacc_warmstart.copy_(torch.where(m, 0.0, self.qacc_warmstart))
+        self.time.copy_(torch.where(mask, 0.0, self.time))
+        if self.act is not None:
+            self.act.copy_(torch.where(m, 0.0, self.act))
+        self.last_action = torch.where(m, 0.0, self.last_action)
+        self.air_time = torch.where(m, 0.0, self.air_time)
+        self.elapsed = torch.where(mask, 0, self.elapsed)
+        if env.task == "velocity":
+            lo, hi = self.ranges[:, 0], self.ranges[:, 1]
+            command = lo + (hi - lo) * torch.rand(n, 3, device=self.device, generator=self.generator)
+        else:
+            command = torch.zeros(n, 3, device=self.device)
+            command[:, 2] = (-HEADING_GAIN * self._yaw()).clamp(-1.0, 1.0)
+        self.command = torch.where(m, command, self.command)
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[torch.Tensor, dict]:
+        self._prepare_graph()
+        if seed is not None:
+            self.generator.manual_seed(seed)
+        everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        self._reset_worlds(everyone)
+        return self._obs(self._rotation(everyone)), {}
+
+    def step(self, action: torch.Tensor):
+        action = action.to(self.device, torch.float32).clamp(-1.0, 1.0)
+        self.ctrl.copy_(torch.minimum(torch.maximum(self.default_pose + self.template.action_scale * action,
+                                                    self.lo), self.hi))
+        qvel_before = self.qvel[:, self.qvel_idx].clone()
+        self._simulate()
+        r = self._rotation()
+        gravity = -r[:, 2, :]
+        world_vel = self.qvel[:, self.fv:self.fv + 3]
+        lin = torch.einsum("nji,nj->ni", r, world_vel)
+        ang = self.qvel[:, self.fv + 3:self.fv + 6]
+        terms = self._reward_terms(action, lin, ang, world_vel, gravity, qvel_before)
+        if self.template.task == "forward":
+            self.command[:, 2] = (-HEADING_GAIN * self._yaw()).clamp(-1.0, 1.0)
+        reward = self.dt * sum(self.weights[k] * v for k, v in terms.items())
+        if self.template.only_positive_rewards:
+            reward = reward.clamp(min=0.0)
+        self.last_action = action
+        env = self.template
+        tilt = torch.arccos((-gravity[:, 2]).clamp(-1.0, 1.0))
+        fell = (self.qpos[:, self.fq + 2] < env.termination_height * env.nominal_height) | (tilt > env.max_tilt)
+        info = {f"reward_{k}": self.dt * self.weights[k] * v for k, v in terms.items()}
+        if "termination" in self.weights:
+            info["reward_termination"] = self.weights["termination"] * fell.float()
+            reward = reward + info["reward_termination"]
+        self.elapsed += 1
+        truncated = self.elapsed >= self.max_episode_steps if self.max_episode_steps else torch.zeros_like(fell)
+        obs = self._obs(r)
+        done = fell | truncated
+        info["final_obs"] = obs
+        self._reset_worlds(done)
+        obs = torch.where(done[:, None], self._obs(self._rotation(done)), obs)
+        info["x_velocity"] = world_vel[:, 0].clone()
+        return obs, reward, fell, truncated, info
+
+    # -- state, for checkpoints --------------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, torch.Tensor]:
+        """The worlds' integration state and the task's, on the CPU (a checkpoint's part)."""
+        state = {"qpos": self.qpos, "qvel": self.qvel, "ctrl": self.ctrl, "qacc_warmstart": self.qacc_warmstart,
+                 "time": self.time, "command": self.command, "last_action": self.last_action,
+                 "air_time": self.air_time, "elapsed": self.elapsed, "generator": self.generator.get_state()}
+        if self.act is not None:
+            state["act"] = self.act
+        return {k: v.detach().cpu().clone() for k, v in state.items()}
+
+    def set_state(self, state: dict[str, torch.Tensor]) -> None:
+        self._prepare_graph()
+        for k in ("qpos", "qvel", "ctrl", "qacc_warmstart", "time", "act"):
+            if k in state:
+                getattr(self, k).copy_(state[k].to(self.device))
+        for k in ("command", "last_action", "air_time", "elapsed"):
+            setattr(self, k, state[k].to(self.device).clone())
+        self.generator.set_state(state["generator"])
+        with self.wp.ScopedDevice(self.wp_device):
+            self.mjw.forward(self.m, self.d)  # xmat and contacts of the restored state, as the CPU env's restore
+
+    def close(self) -> None:
+        self.template.close()
+        self._graph = None
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def steps_per_second(num_envs: int, device: str, steps: int = 50, **kwargs) -> float:
+    """Env steps per second of `num_envs` worlds stepping random actions (for scripts/bench_gpu.py)."""
+    envs = WarpLeggedVecEnv(num_envs, device=device, **kwargs)
+    envs.reset(seed=0)
+    gen = torch.Generator(device=envs.device).manual_seed(0)
+    action = lambda: torch.rand(num_envs, envs.nj, device=envs.device, generator=gen) * 0.6 - 0.3  # noqa: E731
+    envs.step(action())
+    if envs.device.type == "cuda":
+        torch.cuda.synchronize()
+    import time
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        envs.step(action())
+    if envs.device.type == "cuda":
+        torch.cuda.synchronize()
+    rate = num_envs * steps / (time.perf_counter() - t0)
+    envs.close()
+    return rate if math.isfinite(rate) else 0.0

@@ -1,0 +1,130 @@
+"""env.backend=warp (pg_lab.envs.warp_legged): the legged task's worlds on MuJoCo Warp compute what the CPU env
+computes, reset as Gymnasium's same-step autoreset does, and train and resume through pg-lab.
+
+Marked `warp` (make test-warp, which installs the `gpu` extra): MuJoCo Warp compiles its kernels once per machine
+(about 1.5 min on 2 CPU cores) and then runs them on the CPU, slowly, which is how these tests run without a GPU.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from test_entrypoint import pg_lab as run_pg_lab
+
+pytest.importorskip("mujoco_warp")
+pytestmark = pytest.mark.warp
+
+from pg_lab.envs.warp_legged import WarpLeggedVecEnv  # noqa: E402
+
+
+@pytest.fixture(scope="module", params=["forward", "velocity"])
+def pair(request):
+    """A CPU env and two Warp worlds of the same task."""
+    cpu = gym.make("pg_lab/Legged-v0", task=request.param)
+    warp = WarpLeggedVecEnv(2, device="cpu", task=request.param)
+    yield cpu, warp
+    cpu.close()
+    warp.close()
+
+
+def copy_state(cpu_env, warp: WarpLeggedVecEnv) -> None:
+    """The CPU env's simulator and task state into every Warp world."""
+    u = cpu_env.unwrapped
+    f = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32)  # noqa: E731
+    for k in range(warp.num_envs):
+        warp.qpos[k], warp.qvel[k] = f(u.data.qpos), f(u.data.qvel)
+        warp.ctrl[k], warp.qacc_warmstart[k] = f(u.data.ctrl), f(u.data.qacc_warmstart)
+    warp.command[:], warp.last_action[:], warp.air_time[:] = f(u.command), f(u.last_action), f(u.air_time)
+
+
+def tilt(cpu_env, degrees: float) -> None:
+    """Roll the CPU env's trunk by `degrees` about its x axis and drop it to the floor (a fall under way)."""
+    u = cpu_env.unwrapped
+    qpos, qvel = u.data.qpos.copy(), u.data.qvel.copy()
+    half = np.deg2rad(degrees) / 2
+    qpos[u.free_qpos + 3:u.free_qpos + 7] = [np.cos(half), np.sin(half), 0, 0]
+    qpos[u.free_qpos + 2] = 0.12
+    u.set_state(qpos, qvel)
+
+
+def test_the_warp_worlds_compute_what_the_cpu_env_computes(pair):
+    """From the same state and action, one env step of each backend gives the same observation, reward, reward
+    terms and termination, within float32 tolerance (MuJoCo Warp runs in float32), step after step: standing,
+    walking on random actions (touchdowns, the heading command) and falling (tilt, collisions, termination)."""
+    cpu, warp = pair
+    cpu.reset(seed=3)
+    warp.reset(seed=3)
+    rng = np.random.default_rng(0)
+    seen = {"fell": 0, "collision": 0, "feet_air_time": 0}
+    for i in range(24):
+        if i == 16:
+            tilt(cpu, 75.0)
+        copy_state(cpu, warp)
+        action = rng.uniform(-1, 1, warp.nj)
+        obs, reward, fell, _, info = cpu.step(action)
+        w_obs, w_reward, w_fell, _, w_info = warp.step(torch.tensor(np.stack([action] * warp.num_envs)).float())
+        w_final = w_info["final_obs"][0].numpy()
+        # joint velocities are O(10) rad/s: a relative tolerance for them, an absolute one for the rest
+        np.testing.assert_allclose(w_final, obs, rtol=1e-3, atol=2e-4, err_msg=f"observation, step {i}")
+        assert float(w_reward[0]) == pytest.approx(reward, rel=1e-3, abs=1e-5), f"reward, step {i}"
+        assert bool(w_fell[0]) == fell, f"termination, step {i}"
+        terms = {k: v for k, v in info.items() if k.startswith("reward_")}
+        assert set(terms) == {k for k in w_info if k.startswith("reward_")}
+        for k, v in terms.items():
+            assert float(w_info[k][0]) == pytest.approx(v, rel=1e-3, abs=1e-6), f"{k}, step {i}"
+        seen["fell"] += fell
+        seen["collision"] += info.get("reward_collision", 0.0) != 0.0
+        seen["feet_air_time"] += info.get("reward_feet_air_time", 0.0) != 0.0
+        if fell:
+            cpu.reset(seed=i)
+    assert all(seen.values()), f"the steps compared did not exercise every case: {seen}"
+
+
+def test_worlds_that_end_are_reset_in_the_same_step():
+    """A fall or the time limit ends a world's episode; the step returns its last observation in final_obs and
+    the new episode's first observation in obs (Gymnasium's SAME_STEP autoreset), and only those worlds reset."""
+    envs = WarpLeggedVecEnv(3, device="cpu", max_episode_steps=4)
+    obs, _ = envs.reset(seed=0)
+    start = envs.qpos.clone()
+    zero = torch.zeros(3, envs.nj)
+    for _ in range(2):
+        envs.step(zero)
+    envs.qpos[1, envs.fq + 2] = 0.05  # world 1 is on the ground: it falls at the next step
+    obs, _, fell, truncated, info = envs.step(zero)
+    assert fell.tolist() == [False, True, False] and not truncated.any()
+    assert envs.elapsed.tolist() == [3, 0, 3]  # it starts again; the others go on
+    assert torch.allclose(envs.qpos[1, envs.fq:envs.fq + 3], start[1, envs.fq:envs.fq + 3])
+    assert not torch.equal(obs[1], info["final_obs"][1])
+    assert torch.equal(obs[0], info["final_obs"][0])
+    obs, _, fell, truncated, info = envs.step(zero)  # the 4th step of worlds 0 and 2: the time limit
+    assert truncated.tolist() == [True, False, True] and not fell.any()
+    assert envs.elapsed.tolist() == [0, 1, 0]
+
+
+def test_a_training_run_on_warp_records_and_resumes_exactly(tmp_path):
+    """pg-lab trains on the Warp backend (step batching, GAE) and a run continued from its checkpoint ends
+    bit-identical to one that went straight through (the worlds' state is part of the checkpoint)."""
+    common = ["env=go1", "env.backend=warp", "env.num_envs=3", "algo.num_steps=4", "algo.anneal_lr=false",
+              "checkpoint_every=1"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    run_pg_lab(straight, *common, "total_steps=24")
+    run_pg_lab(split, *common, "total_steps=12")
+    run_pg_lab(split, *common, "total_steps=24")
+    a = torch.load(straight / "checkpoint.pt", weights_only=False)
+    b = torch.load(split / "checkpoint.pt", weights_only=False)
+    for key in a["policy"]:
+        assert torch.equal(a["policy"][key], b["policy"][key]), key
+    assert torch.equal(a["rollout"]["envs"]["qpos"], b["rollout"]["envs"]["qpos"])
+    lines = (straight / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and '"reward/forward_velocity"' in lines[-1]
+
+
+def test_warp_needs_step_batching_and_the_legged_task(tmp_path):
+    out = run_pg_lab(tmp_path / "a", "env=go1", "env.backend=warp", "algo.batching=episodes", "baseline=none",
+                     "total_steps=8", check=False)
+    assert out.returncode == 2 and "algo.batching=steps" in out.stderr
+    out = run_pg_lab(tmp_path / "b", "env=cartpole", "env.backend=warp", "total_steps=8", check=False)
+    assert out.returncode == 2 and "env.backend=warp runs the legged task" in out.stderr
