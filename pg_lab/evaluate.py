@@ -40,23 +40,28 @@ def fast_render(env) -> None:
         scene.flags[flag] = 0
 
 
-def load(run_dir: RunDir, render: bool, full_render: bool = False):
-    """The run's env (through its own env config) and its policy from the checkpoint, in evaluation mode."""
+def load(run_dir: RunDir, render: bool, full_render: bool = False, checkpoint: Path | None = None):
+    """The run's env (through its own env config; the CPU env also for a run trained with env.backend=warp, the
+    same task) and its policy from the checkpoint (or another file of the run's, e.g. a snapshot), in evaluation
+    mode."""
     cfg = run_dir.read_config()
     env = env_factory(cfg).make(render_mode="rgb_array" if render else None)
     if render and not full_render and os.environ.get("MUJOCO_GL") == "osmesa":
         fast_render(env)
     algorithm = build_algorithm(cfg, env.observation_space, env.action_space, torch.device("cpu"))
-    algorithm.load_state_dict(run_dir.load_checkpoint())
+    state = run_dir.load_checkpoint() if checkpoint is None else \
+        torch.load(checkpoint, map_location="cpu", weights_only=False)
+    algorithm.load_state_dict(state)
     return env, algorithm.policy.eval()
 
 
 def evaluate(run_dir: RunDir, episodes: int = 5, video: Path | None = None, video_episodes: int = 1,
              seed: int = 10_000, max_steps: int | None = None, stochastic: bool = False,
-             full_render: bool = False, progress: bool = False) -> dict:
+             full_render: bool = False, progress: bool = False, checkpoint: Path | None = None) -> dict:
     """Build the env through the run's own env config (its `_target_`) and the policy through the same
-    builder as training, load the checkpoint, and run `episodes` episodes."""
-    env, policy = load(run_dir, video is not None, full_render)
+    builder as training, load the checkpoint (`checkpoint`: another file of the run's; then no eval.json is
+    written), and run `episodes` episodes."""
+    env, policy = load(run_dir, video is not None, full_render, checkpoint)
     dt = getattr(env.unwrapped, "dt", None)
     results, frames = [], []
     torch.manual_seed(seed)
@@ -96,7 +101,8 @@ def evaluate(run_dir: RunDir, episodes: int = 5, video: Path | None = None, vide
         "video": str(video) if video and frames else None,
         "deterministic": not stochastic,
     }
-    (run_dir.path / "eval.json").write_text(json.dumps(report, indent=2))
+    if checkpoint is None:
+        (run_dir.path / "eval.json").write_text(json.dumps(report, indent=2))
     return report
 
 

@@ -7,11 +7,12 @@ Marked `warp` (make test-warp, which installs the `gpu` extra): MuJoCo Warp comp
 
 from __future__ import annotations
 
+import os
+
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-
 from test_entrypoint import pg_lab as run_pg_lab
 
 pytest.importorskip("mujoco_warp")
@@ -19,12 +20,14 @@ pytestmark = pytest.mark.warp
 
 from pg_lab.envs.warp_legged import WarpLeggedVecEnv  # noqa: E402
 
+DEVICE = os.environ.get("PG_LAB_WARP_DEVICE", "cpu")  # scripts/gpu_warp.sh runs the first two on cuda
+
 
 @pytest.fixture(scope="module", params=["forward", "velocity"])
 def pair(request):
     """A CPU env and two Warp worlds of the same task."""
     cpu = gym.make("pg_lab/Legged-v0", task=request.param)
-    warp = WarpLeggedVecEnv(2, device="cpu", task=request.param)
+    warp = WarpLeggedVecEnv(2, device=DEVICE, task=request.param)
     yield cpu, warp
     cpu.close()
     warp.close()
@@ -66,7 +69,7 @@ def test_the_warp_worlds_compute_what_the_cpu_env_computes(pair):
         action = rng.uniform(-1, 1, warp.nj)
         obs, reward, fell, _, info = cpu.step(action)
         w_obs, w_reward, w_fell, _, w_info = warp.step(torch.tensor(np.stack([action] * warp.num_envs)).float())
-        w_final = w_info["final_obs"][0].numpy()
+        w_final = w_info["final_obs"][0].cpu().numpy()
         # joint velocities are O(10) rad/s: a relative tolerance for them, an absolute one for the rest
         np.testing.assert_allclose(w_final, obs, rtol=1e-3, atol=2e-4, err_msg=f"observation, step {i}")
         assert float(w_reward[0]) == pytest.approx(reward, rel=1e-3, abs=1e-5), f"reward, step {i}"
@@ -86,10 +89,10 @@ def test_the_warp_worlds_compute_what_the_cpu_env_computes(pair):
 def test_worlds_that_end_are_reset_in_the_same_step():
     """A fall or the time limit ends a world's episode; the step returns its last observation in final_obs and
     the new episode's first observation in obs (Gymnasium's SAME_STEP autoreset), and only those worlds reset."""
-    envs = WarpLeggedVecEnv(3, device="cpu", max_episode_steps=4)
+    envs = WarpLeggedVecEnv(3, device=DEVICE, max_episode_steps=4)
     obs, _ = envs.reset(seed=0)
     start = envs.qpos.clone()
-    zero = torch.zeros(3, envs.nj)
+    zero = torch.zeros(3, envs.nj, device=envs.device)
     for _ in range(2):
         envs.step(zero)
     envs.qpos[1, envs.fq + 2] = 0.05  # world 1 is on the ground: it falls at the next step

@@ -22,7 +22,6 @@ if os.environ.get("MUJOCO_GL") in ("egl", "osmesa"):  # PyOpenGL must agree with
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-
 BACKENDS = ("mujoco", "warp")
 
 

@@ -112,28 +112,38 @@ class WarpLeggedVecEnv:
 
     # -- the physics -------------------------------------------------------------------------------------------------
     def _simulate(self) -> None:
-        """frame_skip physics steps of every world, on torch's current stream (a CUDA graph after the first)."""
+        """frame_skip physics steps of every world. On a GPU: on Warp's own stream (a CUDA graph cannot be captured
+        on torch's default stream), ordered after torch's work and before torch's next, with no host wait; the
+        steps are one CUDA graph after the first call."""
         wp = self.wp
-        stream = wp.stream_from_torch(torch.cuda.current_stream(self.device)) if self.device.type == "cuda" else None
-        with wp.ScopedDevice(self.wp_device), (wp.ScopedStream(stream) if stream else _nothing()):
-            if not self.cuda_graph:
+        with wp.ScopedDevice(self.wp_device):
+            if self.device.type != "cuda":
                 for _ in range(self.frame_skip):
                     self.mjw.step(self.m, self.d)
                 return
-            if self._graph is None:
-                self.mjw.step(self.m, self.d)  # compiles and loads the kernels before the capture
-                with wp.ScopedCapture() as capture:
+            torch_stream = torch.cuda.current_stream(self.device)
+            warp_stream = wp.get_stream(self.wp_device)
+            warp_stream.wait_stream(wp.stream_from_torch(torch_stream))
+            with wp.ScopedStream(warp_stream):
+                if not self.cuda_graph:
                     for _ in range(self.frame_skip):
                         self.mjw.step(self.m, self.d)
-                self._graph = capture.graph  # recorded, not run: only the warm-up step moved the state
-                return
-            wp.capture_launch(self._graph)
+                elif self._graph is None:
+                    self.mjw.step(self.m, self.d)  # compiles and loads the kernels before the capture
+                    with wp.ScopedCapture() as capture:
+                        for _ in range(self.frame_skip):
+                            self.mjw.step(self.m, self.d)
+                    self._graph = capture.graph  # recorded, not run: only the warm-up step moved the state
+                else:
+                    wp.capture_launch(self._graph)
+            torch_stream.wait_stream(wp.stream_to_torch(warp_stream))
 
     def _prepare_graph(self) -> None:
         """Capture the CUDA graph (after one warm-up step on a throwaway state) before a reset or a restore sets
         the real state."""
         if self.cuda_graph and self._graph is None:
             self._simulate()
+            torch.cuda.synchronize(self.device)
 
     # -- what the task computes from the state -----------------------------------------------------------------------
     def _rotation(self, fresh: torch.Tensor | None = None) -> torch.Tensor:
@@ -298,14 +308,6 @@ class WarpLeggedVecEnv:
     def close(self) -> None:
         self.template.close()
         self._graph = None
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def steps_per_second(num_envs: int, device: str, steps: int = 50, **kwargs) -> float:

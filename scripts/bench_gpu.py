@@ -1,0 +1,91 @@
+"""The GPU backend's figures (env.backend=warp; run by scripts/gpu_warp.sh on a GPU machine):
+
+    python scripts/bench_gpu.py envsteps --worlds 1024 4096 16384    # env steps/s of the legged task, no learner
+    python scripts/bench_gpu.py curve RUN_DIR SNAPSHOTS_DIR           # evaluate a run's snapshots: time to 1 m/s
+
+`envsteps`: N Go1 worlds stepping small random joint offsets (physics + observations + rewards + resets, all on
+the device), after one warm-up step (kernel compilation, CUDA graph capture). Training's own rate (rollout +
+update) is the run's `steps_per_s` (summary.json).
+
+`curve`: SNAPSHOTS_DIR holds copies of the run's checkpoint named `<seconds of training>.pt`; each is evaluated
+on the CPU env (the same task; deterministic policy, 20 s episodes), in parallel, and the first snapshot at
+>= 1 m/s forward speed with 0 falls is the time to 1 m/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def envsteps(args) -> None:
+    from pg_lab.envs.warp_legged import steps_per_second
+
+    for n in args.worlds:
+        rate = steps_per_second(n, args.device, steps=args.steps, task=args.task)
+        print(f"{args.task} task, {n} worlds on {args.device}: {rate:,.0f} env steps/s "
+              f"({rate * 5:,.0f} physics steps/s)", flush=True)
+
+
+def _evaluate(job: tuple[str, str, int]) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    from pg_lab.evaluate import evaluate
+    from pg_lab.rundir import RunDir
+
+    run_dir, snapshot, episodes = job
+    report = evaluate(RunDir(run_dir), episodes=episodes, checkpoint=Path(snapshot))
+    state = torch.load(snapshot, map_location="cpu", weights_only=False)
+    return {"seconds": float(Path(snapshot).stem), "steps": state.get("progress", {}).get("step"),
+            "forward_speed": report["forward_speed_mean"], "falls": report["falls"], "episodes": episodes}
+
+
+def curve(args) -> None:
+    snapshots = sorted(Path(args.snapshots).glob("*.pt"), key=lambda p: float(p.stem))
+    jobs = [(args.run_dir, str(s), args.episodes) for s in snapshots]
+    with ProcessPoolExecutor(args.workers) as pool:
+        rows = list(pool.map(_evaluate, jobs))
+    reached = None
+    for r in rows:
+        print(f"{r['seconds']:7.0f} s  {r['steps'] or 0:>12,} steps  forward speed {r['forward_speed']:.2f} m/s  "
+              f"falls {r['falls']}/{r['episodes']}")
+        if reached is None and r["forward_speed"] >= args.speed and r["falls"] == 0:
+            reached = r
+    if reached:
+        print(f"time to >= {args.speed} m/s with 0 falls: {reached['seconds']:.0f} s of training "
+              f"({reached['steps']:,} env steps)")
+    else:
+        print(f"did not reach {args.speed} m/s with 0 falls in {rows[-1]['seconds'] if rows else math.nan:.0f} s")
+    Path(args.snapshots, "curve.json").write_text(json.dumps(rows, indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("envsteps")
+    p.add_argument("--worlds", type=int, nargs="+", default=[1024, 4096, 16384])
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--task", default="forward")
+    p.set_defaults(fn=envsteps)
+    p = sub.add_parser("curve")
+    p.add_argument("run_dir")
+    p.add_argument("snapshots")
+    p.add_argument("--episodes", type=int, default=3)
+    p.add_argument("--speed", type=float, default=1.0)
+    p.add_argument("--workers", type=int, default=8)
+    p.set_defaults(fn=curve)
+    args = parser.parse_args()
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()
