@@ -27,7 +27,7 @@ if [[ ! -f $SITE/.done ]]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" "$WHEELS"/*.whl \
     2>&1 | grep -v -i warning
   tar -xzf "$WHEELS/warp_py.tgz" -C "$SITE"
-  cat "$PARTS"/warp.so.xz.* | xz -d -T0 > "$SITE/warp/bin/warp.so"
+  cp "$WHEELS"/parts/warp.so.xz.* "$PARTS"/ 2>/dev/null; cat "$PARTS"/warp.so.xz.* | xz -d -T0 > "$SITE/warp/bin/warp.so" || exit 1
   touch "$SITE/.done"
 fi
 export PYTHONPATH=$SITE:$PWD MUJOCO_GL=disable WANDB_MODE=disabled PYTHONUNBUFFERED=1
