@@ -18,8 +18,13 @@ from omegaconf import DictConfig
 
 from pg_lab.config import Batching, ConfigError, Estimator
 from pg_lab.networks import ObsNormalizer, ValueNet
-from pg_lab.returns import gae, reward_to_go, trajectory_returns
+from pg_lab.returns import array_module, gae, reward_to_go, trajectory_returns
 from pg_lab.rollout import Batch
+
+
+def _var(x) -> float:
+    """The population variance (NumPy's np.var), of an array or a tensor."""
+    return float(x.var(unbiased=False)) if isinstance(x, torch.Tensor) else float(np.var(x))
 
 
 class Context:
@@ -36,7 +41,8 @@ class Context:
 
 @dataclass
 class Estimates:
-    """What a baseline sees: the batch's returns under the chosen estimator, plus the critic's view."""
+    """What a baseline sees: the batch's returns under the chosen estimator, plus the critic's view. NumPy arrays,
+    or torch tensors on the batch's device when the batch is there (pg_lab.rollout.DeviceStepCollector)."""
     returns: np.ndarray        # [T, N] the estimator's returns (G(τ) or G_t)
     reward_to_go: np.ndarray   # [T, N] G_t, the value function's regression target
     rewards: np.ndarray
@@ -71,7 +77,8 @@ class Baseline(ABC):
 
     def values(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
         """V(s_t) and V(s_{t+1}) per pg_lab.returns' conventions; zeros without a critic."""
-        return np.zeros_like(batch.rewards), np.zeros_like(batch.rewards)
+        xp = array_module(batch.rewards)
+        return xp.zeros_like(batch.rewards), xp.zeros_like(batch.rewards)
 
     def estimate(self, batch: Batch, gamma: float, estimator: Estimator,
                  bootstrap_truncation: bool | None = None) -> Estimates:
@@ -79,7 +86,7 @@ class Baseline(ABC):
         bootstrap_truncation=False a time-limit truncation is an end worth 0 (cuts still bootstrap)."""
         values, next_values = self.values(batch)
         if bootstrap_truncation is False:
-            next_values = np.where(batch.truncated & ~batch.terminated, 0.0, next_values)
+            next_values = array_module(next_values).where(batch.truncated & ~batch.terminated, 0.0, next_values)
         to_go = reward_to_go(batch.rewards, batch.ends, next_values, gamma)
         returns = to_go if estimator == Estimator.reward_to_go else \
             trajectory_returns(batch.rewards, batch.ends, next_values, gamma)
@@ -162,15 +169,19 @@ class ValueBaseline(Baseline):
 
     def values(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
         device = self.context.device
-        next_values = np.zeros_like(batch.rewards)
+        on_device = isinstance(batch.rewards, torch.Tensor)  # a batch collected on the device stays there
+        out = (lambda v: v.double()) if on_device else (lambda v: v.double().cpu().numpy())
+        next_values = array_module(batch.rewards).zeros_like(batch.rewards)
         with torch.no_grad():
-            values = self.critic(torch.from_numpy(batch.obs).to(device)).double().cpu().numpy()
+            values = out(self.critic(torch.as_tensor(batch.obs).to(device)))
             next_values[:-1] = values[1:]
             next_values[batch.ends] = 0.0
             if len(batch.final_index):
                 t, n = batch.final_index.T
-                final = torch.from_numpy(batch.final_obs).to(device)
-                next_values[t, n] = self.critic(final).double().cpu().numpy()
+                if on_device:
+                    t, n = torch.as_tensor(t, device=device), torch.as_tensor(n, device=device)
+                final = torch.as_tensor(batch.final_obs).to(device)
+                next_values[t, n] = out(self.critic(final))
         return values, next_values
 
     def advantages(self, est: Estimates, gamma: float) -> np.ndarray:
@@ -193,7 +204,7 @@ class ValueBaseline(Baseline):
                 loss.backward()
                 self.optimizer.step()
                 losses.append(loss.item())
-        explained = 1.0 - np.var(est.values[est.valid] - targets[est.valid]) / max(np.var(targets[est.valid]), 1e-8)
+        explained = 1.0 - _var(est.values[est.valid] - targets[est.valid]) / max(_var(targets[est.valid]), 1e-8)
         return {"value_loss": float(np.mean(losses)), "explained_variance": float(explained)}
 
     @property

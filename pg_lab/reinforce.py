@@ -99,7 +99,7 @@ class Reinforce:
     def update(self, batch: Batch) -> dict[str, float]:
         est = self.baseline.estimate(batch, self.gamma, self.estimator, self.bootstrap_truncation)
         advantages = self.baseline.advantages(est, self.gamma)
-        obs = batch.flat(torch.from_numpy(batch.obs).to(self.device))
+        obs = batch.flat(torch.as_tensor(batch.obs).to(self.device))
         metrics = self.policy_step(obs, batch, advantages)
         metrics.update(self.baseline.fit(obs, est, advantages))
         self.normalizer.accumulate(obs)  # after both steps: the distribution that sampled the batch scored it
@@ -126,7 +126,8 @@ class Reinforce:
                                  f"{bool(torch.isfinite(advantage).all())} (the model, not the env)")
         diagnostics = {}
         if self.grad_variance_chunks:
-            diagnostics = gradient_variance(self.policy, log_prob, advantage, batch.flat(episode_ids(batch.ends)),
+            ends = batch.ends.cpu().numpy() if isinstance(batch.ends, torch.Tensor) else batch.ends
+            diagnostics = gradient_variance(self.policy, log_prob, advantage, batch.flat(episode_ids(ends)),
                                             self.grad_variance_chunks)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -6,11 +6,20 @@ Conventions shared by every function here:
   observation where a time limit truncated it, and 0 where it terminated or where no critic exists.
 Recursions never cross an episode end, so whatever follows an env's last episode in the batch (an
 env that waits for the others) cannot leak into the returns.
+
+Each estimator takes NumPy arrays or torch tensors and computes where its inputs are: a batch collected on a GPU
+(pg_lab.rollout.DeviceStepCollector) has its returns computed there, in float64 as on the host.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+
+def array_module(x):
+    """numpy for arrays, torch for tensors (the two share the names used here: zeros_like, where, float64)."""
+    return torch if isinstance(x, torch.Tensor) else np
 
 
 def reward_to_go(rewards: np.ndarray, ends: np.ndarray, next_values: np.ndarray, gamma: float) -> np.ndarray:
@@ -19,17 +28,18 @@ def reward_to_go(rewards: np.ndarray, ends: np.ndarray, next_values: np.ndarray,
     As in every common implementation, the policy gradient uses G_t without the γ^t weight of step t: unbiased
     for γ = 1, a (useful) bias towards the undiscounted objective for γ < 1 (Thomas, 2014). The lecture's
     G(τ) (`trajectory_returns`) is unbiased for the discounted objective; tests/test_policy_gradient.py checks both."""
-    returns = np.zeros_like(rewards, dtype=np.float64)
-    running = np.zeros(rewards.shape[1:], dtype=np.float64)
+    xp = array_module(rewards)
+    returns = xp.zeros_like(rewards, dtype=xp.float64)
+    running = xp.zeros_like(returns[0])
     for t in reversed(range(rewards.shape[0])):
-        running = rewards[t] + gamma * np.where(ends[t], next_values[t], running)
+        running = rewards[t] + gamma * xp.where(ends[t], next_values[t], running)
         returns[t] = running
     return returns
 
 
 def episode_starts(ends: np.ndarray) -> np.ndarray:
     """True at the first step of each episode: step 0 and every step after an end."""
-    starts = np.zeros_like(ends, dtype=bool)
+    starts = array_module(ends).zeros_like(ends, dtype=bool)
     starts[0] = True
     starts[1:] = ends[:-1]
     return starts
@@ -40,10 +50,11 @@ def trajectory_returns(rewards: np.ndarray, ends: np.ndarray, next_values: np.nd
     """The lecture's G(τ) = Σ_t γ^t r_t of the whole episode, assigned to every step of that episode."""
     to_go = reward_to_go(rewards, ends, next_values, gamma)
     starts = episode_starts(ends)
-    returns = np.empty_like(to_go)
+    xp = array_module(to_go)
+    returns = xp.empty_like(to_go)
     current = to_go[0]
     for t in range(to_go.shape[0]):
-        current = np.where(starts[t], to_go[t], current)
+        current = xp.where(starts[t], to_go[t], current)
         returns[t] = current
     return returns
 
@@ -52,11 +63,12 @@ def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, ends: 
         gamma: float, lam: float) -> np.ndarray:
     """Generalised advantage estimation (Schulman et al. 2016): Σ_k (γλ)^k δ_{t+k} within the episode,
     δ_t = r_t + γ V(s_{t+1}) − V(s_t). λ = 1 gives G_t − V(s_t) (the Monte-Carlo value baseline)."""
+    xp = array_module(rewards)
     deltas = rewards + gamma * next_values - values
-    advantages = np.zeros_like(deltas, dtype=np.float64)
-    running = np.zeros(rewards.shape[1:], dtype=np.float64)
+    advantages = xp.zeros_like(deltas, dtype=xp.float64)
+    running = xp.zeros_like(advantages[0])
     for t in reversed(range(rewards.shape[0])):
-        running = deltas[t] + gamma * lam * np.where(ends[t], 0.0, running)
+        running = deltas[t] + gamma * lam * xp.where(ends[t], 0.0, running)
         advantages[t] = running
     return advantages
 

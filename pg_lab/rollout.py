@@ -41,6 +41,9 @@ class NonFiniteError(FloatingPointError):
 
 @dataclass
 class Batch:
+    """One rollout, time-major. NumPy arrays from a Gymnasium vector env; from a device-resident env
+    (DeviceStepCollector) the per-step fields are torch tensors on its device, and the returns are computed there
+    (pg_lab.returns takes both)."""
     obs: np.ndarray         # [T, N, obs_dim] float32, raw (unnormalised)
     actions: torch.Tensor   # [T, N, ...] as sampled (stored and scored)
     rewards: np.ndarray     # [T, N] float64
@@ -64,7 +67,7 @@ class Batch:
 
     @property
     def env_steps(self) -> int:
-        return self.rewards.size
+        return int(np.prod(self.rewards.shape))
 
     @property
     def num_valid(self) -> int:
@@ -75,11 +78,13 @@ class Batch:
         """Episodes (or, in step batching, episode segments) that end inside the valid steps."""
         return int((self.ends & self.valid).sum())
 
-    def flat(self, x: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    def flat(self, x: np.ndarray | torch.Tensor, valid: np.ndarray | None = None) -> np.ndarray | torch.Tensor:
         """[T, N, ...] -> [num_valid, ...]: the valid steps, env-major within each time step."""
         x = x.reshape(-1, *x.shape[2:])
-        mask = self.valid.reshape(-1)
-        return x[torch.from_numpy(mask).to(x.device)] if isinstance(x, torch.Tensor) else x[mask]
+        mask = (self.valid if valid is None else valid).reshape(-1)
+        if isinstance(x, torch.Tensor):
+            return x[torch.as_tensor(mask, device=x.device)]
+        return x[mask.cpu().numpy() if isinstance(mask, torch.Tensor) else mask]
 
 
 class _Steps:
@@ -235,8 +240,8 @@ class StepCollector:
 class DeviceStepCollector:
     """`algo.batching=steps` on a vector env that lives on the run's device (`env.backend=warp`): observations,
     actions, rewards and episode bookkeeping stay there while the batch is collected (no host round trip per
-    step); the batch crosses to the host once, at its end, as the same `Batch` the update takes from
-    StepCollector. The envs' state is the env's own `get_state()` (a checkpoint's part)."""
+    step), and the `Batch` holds them there as tensors, so the returns, GAE and the update run on the device too.
+    The envs' state is the env's own `get_state()` (a checkpoint's part)."""
 
     def __init__(self, envs, reset_seed: int):
         self.envs, self.reset_seed = envs, reset_seed
@@ -274,25 +279,22 @@ class DeviceStepCollector:
             ended_returns[t], ended_lengths[t] = self.returns, self.lengths
             self.returns.masked_fill_(ended, 0.0)
             self.lengths.masked_fill_(ended, 0)
-        # the one crossing to the host
-        host = {k: v.cpu().numpy() for k, v in dict(obs=obs, rewards=rewards, terminated=terminated,
-                                                    truncated=truncated, returns=ended_returns,
-                                                    lengths=ended_lengths).items()}
-        ends = host["terminated"] | host["truncated"]
-        cut = np.zeros((num_steps, n), dtype=bool)
+        # the batch stays on the device (the returns are computed there); only the episode statistics and the
+        # bootstrap indices (a few numbers) cross to the host, once per batch
+        ends = terminated | truncated
+        cut = torch.zeros_like(terminated)
         cut[-1] = ~ends[-1]
-        bootstrap = host["truncated"] & ~host["terminated"]
-        t_idx, n_idx = np.nonzero(bootstrap)
-        boot_obs = final_obs[torch.as_tensor(t_idx, device=envs.device), torch.as_tensor(n_idx, device=envs.device)]
-        last = np.flatnonzero(cut[-1])
-        boot_obs = torch.cat([boot_obs, self.obs[torch.as_tensor(last, device=envs.device)]]).cpu().numpy()
-        index = np.concatenate([np.stack([t_idx, n_idx], 1), np.stack([np.full_like(last, num_steps - 1), last], 1)])
+        boot = torch.nonzero(truncated & ~terminated)
+        last = torch.nonzero(cut[-1]).squeeze(1)
+        final = torch.cat([final_obs[boot[:, 0], boot[:, 1]], self.obs[last]])
+        index = torch.cat([boot, torch.stack([torch.full_like(last, num_steps - 1), last], 1)])
+        host_ends = ends.cpu().numpy()
         total = num_steps * n
-        batch = Batch(obs=host["obs"], actions=torch.stack(actions), rewards=host["rewards"],
-                      terminated=host["terminated"], truncated=host["truncated"],
-                      valid=np.ones((num_steps, n), dtype=bool), final_obs=boot_obs.astype(np.float32),
-                      final_index=index.astype(np.int64).reshape(-1, 2),
-                      episode_returns=host["returns"][ends], episode_lengths=host["lengths"][ends], cut=cut,
+        batch = Batch(obs=obs, actions=torch.stack(actions), rewards=rewards, terminated=terminated,
+                      truncated=truncated, valid=torch.ones_like(terminated), final_obs=final,
+                      final_index=index.cpu().numpy().reshape(-1, 2),
+                      episode_returns=ended_returns.cpu().numpy()[host_ends],
+                      episode_lengths=ended_lengths.cpu().numpy()[host_ends], cut=cut,
                       reward_terms={k.removeprefix("reward_"): float(v) / total for k, v in term_sums.items()})
         check_finite_env(batch)
         return batch
@@ -323,8 +325,8 @@ def check_finite_env(batch: Batch) -> None:
     """The environment's tripwire: non-finite observations or rewards stop the run, saying where."""
     for name, arr in (("observation", batch.obs), ("reward", batch.rewards), ("final observation",
                                                                             batch.final_obs)):
-        bad = ~np.isfinite(arr)
+        bad = ~torch.isfinite(arr) if isinstance(arr, torch.Tensor) else ~np.isfinite(arr)
         if bad.any():
-            where = np.argwhere(bad)[0]
+            where = np.argwhere(bad.cpu().numpy() if isinstance(bad, torch.Tensor) else bad)[0]
             raise NonFiniteError(f"the environment returned a non-finite {name} at batch index "
                                  f"{tuple(int(i) for i in where)} (step, env, ...): check the env, not the model")

@@ -163,3 +163,30 @@ def test_actions_are_sampled_in_the_normalised_space():
         acts = policy.act(torch.zeros(20000, 2))
     # mean 0, std 0.5 in [-1, 1] units: env actions centred on 5 with std 2.5 before clipping
     assert abs(acts.mean().item()) < 0.02 and abs(acts.std().item() - 0.5) < 0.02
+
+
+def on_device(batch):
+    """The same batch as DeviceStepCollector holds it: the per-step fields as tensors."""
+    import dataclasses
+
+    fields = ("obs", "rewards", "terminated", "truncated", "valid", "final_obs", "cut")
+    return dataclasses.replace(batch, **{k: torch.from_numpy(getattr(batch, k)) for k in fields})
+
+
+@pytest.mark.parametrize("baseline_cls", [ValueBaseline, GAEBaseline])
+def test_a_batch_of_tensors_gets_the_same_returns_and_advantages_as_one_of_arrays(baseline_cls):
+    """A device-resident rollout's batch (tensors: env.backend=warp) is estimated where it is, in float64 like
+    the host's NumPy path, and gives the same numbers: truncations, termination and the batch's cut included."""
+    norm = ObsNormalizer((2,), enabled=False)
+    baseline = baseline_cls(Context(2, norm, torch.optim.Adam, torch.device("cpu")), hidden_sizes=(8,))
+    envs = make_vector_env("pg_lab_test/Count-v0", num_envs=3, kwargs={"min_len": 2, "max_len": 4, "truncate": True})
+    policy = CategoricalPolicy(envs.single_observation_space, envs.single_action_space, hidden_sizes=())
+    batch = StepCollector(envs, reset_seed=0).collect(policy, num_steps=7)
+    assert batch.truncated.any() and batch.cut[-1].any()
+    host = baseline.estimate(batch, G, Estimator.reward_to_go)
+    device = baseline.estimate(on_device(batch), G, Estimator.reward_to_go)
+    for name in ("returns", "reward_to_go", "values", "next_values"):
+        assert isinstance(getattr(device, name), torch.Tensor)
+        assert np.array_equal(getattr(device, name).numpy(), getattr(host, name)), name
+    assert np.array_equal(baseline.advantages(device, G).numpy(), baseline.advantages(host, G))
+    envs.close()
