@@ -29,11 +29,14 @@ Tasks (`task`):
   exponential tracking rewards.
 Both add the usual regularisers (orientation, base height, vertical and roll/pitch velocity, torques, joint
 acceleration, action rate, feet air time, collisions of other bodies with the ground), each a weight in
-`rewards`, plus an alive bonus; the reward per step is control_dt × Σ weight × term (legged_gym's scale), clipped
-at 0 from below (`only_positive_rewards`, legged_gym's default: otherwise a young policy learns to fall at once,
-since an ended episode collects no more penalties — seen here on Go1: episodes shrank from 1000 to 35 steps within
-80k steps). An episode terminates on a fall: the trunk below `termination_height` × nominal height, or tilted past
-`max_tilt_deg`.
+`rewards`; the reward per step is control_dt × Σ weight × term (legged_gym's scale), clipped at 0 from below
+(`only_positive_rewards`, legged_gym's default: otherwise a young policy learns to fall at once, since an ended
+episode collects no more penalties — seen here on Go1: episodes shrank from 1000 to 35 steps within 80k steps),
+and a fall costs `termination` once, after the clip. An episode terminates on a fall: the trunk below
+`termination_height` × nominal height, or tilted past `max_tilt_deg`. The alive bonus (`alive`, per second not
+fallen) is off by default: it paid standing about as much as a first clumsy gait earns, and Go2 stood through
+1.45M steps with it at 1.0; with the fall penalty instead, Go2 walked (0.60 m/s at 2M) and Go1 still did
+(1.26 m/s at 0.88M) (docs/results/tuning_legged.md, rows 15–18).
 
 Robustness (`randomization`, all off by default, drawn per episode): friction scale, added trunk mass (kg),
 motor strength scale (the PD gains and torque limits), pushes (a random trunk velocity every `push_interval_s`),
@@ -61,8 +64,8 @@ REWARDS = {  # per second (× control_dt per step): legged_gym's regulariser wei
     "tracking_lin_vel": 1.0,    # task=velocity: exp(-|v_xy - command_xy|² / tracking_sigma)
     "tracking_ang_vel": 0.5,    # task=velocity: exp(-(yaw rate - command)² / tracking_sigma)
     "heading": -1.0,            # task=forward: (heading error)², rad²
-    "alive": 1.0,               # per second not fallen (penalties alone would make an early fall pay)
-    "termination": 0.0,         # per fall, not per second, added after the clip (legged_gym's; e.g. with alive 0)
+    "alive": 0.0,               # per second not fallen (off: it paid for standing; the fall penalty does its job)
+    "termination": -2.0,        # per fall, not per second, added after the clip (legged_gym's)
     "lin_vel_z": -2.0,          # vertical trunk velocity²
     "ang_vel_xy": -0.05,        # roll and pitch rates²
     "orientation": -1.0,        # |projected gravity xy|²: tilt
