@@ -53,17 +53,13 @@ def tilt(cpu_env, degrees: float) -> None:
     u.set_state(qpos, qvel)
 
 
-def test_the_warp_worlds_compute_what_the_cpu_env_computes(pair):
-    """From the same state and action, one env step of each backend gives the same observation, reward, reward
-    terms and termination, within float32 tolerance (MuJoCo Warp runs in float32), step after step: standing,
-    walking on random actions (touchdowns, the heading command) and falling (tilt, collisions, termination)."""
-    cpu, warp = pair
-    cpu.reset(seed=3)
-    warp.reset(seed=3)
+def compare_steps(cpu, warp: WarpLeggedVecEnv, steps: int, tilt_at: int | None = None) -> dict[str, int]:
+    """Step both backends from the CPU env's state, `steps` times, asserting that they agree; returns how often
+    a fall, a collision and a touchdown were among the steps compared."""
     rng = np.random.default_rng(0)
     seen = {"fell": 0, "collision": 0, "feet_air_time": 0}
-    for i in range(24):
-        if i == 16:
+    for i in range(steps):
+        if i == tilt_at:
             tilt(cpu, 75.0)
         copy_state(cpu, warp)
         action = rng.uniform(-1, 1, warp.nj)
@@ -83,7 +79,59 @@ def test_the_warp_worlds_compute_what_the_cpu_env_computes(pair):
         seen["feet_air_time"] += info.get("reward_feet_air_time", 0.0) != 0.0
         if fell:
             cpu.reset(seed=i)
+            warp.set_params(slice(None), **cpu.unwrapped.episode_params)
+    return seen
+
+
+def test_the_warp_worlds_compute_what_the_cpu_env_computes(pair):
+    """From the same state and action, one env step of each backend gives the same observation, reward, reward
+    terms and termination, within float32 tolerance (MuJoCo Warp runs in float32), step after step: standing,
+    walking on random actions (touchdowns, the heading command) and falling (tilt, collisions, termination)."""
+    cpu, warp = pair
+    cpu.reset(seed=3)
+    warp.reset(seed=3)
+    seen = compare_steps(cpu, warp, 24, tilt_at=16)
     assert all(seen.values()), f"the steps compared did not exercise every case: {seen}"
+
+
+def test_randomised_worlds_simulate_their_own_episode_parameters():
+    """Friction, added trunk mass and motor strength are per world: a world given the CPU env's episode
+    parameters steps as that env does; worlds draw their own at reset, within the ranges."""
+    rand = {"friction": [0.5, 1.25], "added_mass": [-1.0, 2.0], "motor_strength": [0.8, 1.2]}
+    cpu = gym.make("pg_lab/Legged-v0", randomization=rand)
+    warp = WarpLeggedVecEnv(2, device=DEVICE, randomization=rand)
+    warp.reset(seed=0)
+    for k, (lo, hi) in rand.items():
+        drawn = warp.params[k].cpu()
+        assert ((drawn >= lo) & (drawn <= hi)).all() and drawn[0] != drawn[1], k
+    cpu.reset(seed=5)
+    params = cpu.unwrapped.episode_params
+    assert params["motor_strength"] != 1.0 and params["added_mass"] != 0.0
+    warp.set_params(slice(None), **params)
+    compare_steps(cpu, warp, 6)
+    cpu.close()
+    warp.close()
+
+
+def test_pushes_and_observation_noise_on_the_device():
+    warp = WarpLeggedVecEnv(2, device=DEVICE, randomization={"push_interval_s": 0.04, "push_velocity": 0.5,
+                                                              "obs_noise": 1.0})
+    warp.reset(seed=0)
+    warp._simulate = lambda: None  # the physics frozen: only the pushes move the trunk's velocity
+    zero = torch.zeros(2, warp.nj, device=warp.device)
+    before = warp.qvel[:, :2].clone()
+    warp.step(zero)
+    assert torch.equal(warp.qvel[:, :2], before)  # 0.02 s: not yet
+    warp.step(zero)
+    kick = (warp.qvel[:, :2] - before).abs()
+    assert (kick > 0).all() and (kick <= 0.5).all()  # 0.04 s: a push of up to 0.5 m/s
+    clean = warp.randomization["obs_noise"]
+    noisy = warp._obs(warp._rotation())
+    warp.randomization["obs_noise"] = 0.0
+    exact = warp._obs(warp._rotation())
+    warp.randomization["obs_noise"] = clean
+    err = (noisy - exact).abs()[:, :-(warp.nj + 3)]  # the sensed parts; the last action and command are exact
+    assert (err > 0).all() and (err <= warp.noise_levels + 1e-6).all()
 
 
 def test_worlds_that_end_are_reset_in_the_same_step():

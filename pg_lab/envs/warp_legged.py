@@ -13,8 +13,11 @@ reward terms, falls and time limits of all worlds at once → the worlds that en
 (Gymnasium's SAME_STEP autoreset: `info["final_obs"]` holds their last observation). Nothing goes to the host:
 the rollout (pg_lab.rollout.DeviceStepCollector) keeps the batch on the device.
 
-Not supported here (a clear error): randomisation and rough terrain (per-world model parameters), and rendering
-(evaluate and render with the CPU env: it is the same task, `pg-lab-eval` does that).
+Randomisation is per world, as the CPU env's is per env: friction, added trunk mass and motor strength are drawn
+at each world's reset into per-world copies of the model fields they change (MuJoCo Warp's batched model fields);
+pushes and observation noise are drawn on the device. Not supported here (a clear error): rough terrain (one
+height field would be shared by every world); and rendering (evaluate and render with the CPU env: it is the same
+task, `pg-lab-eval` does that).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from pg_lab.envs.legged import HEADING_GAIN, LeggedEnv
+from pg_lab.envs.legged import HEADING_GAIN, NOISE_LEVELS, LeggedEnv
 
 
 def _require_warp():
@@ -58,13 +61,15 @@ class WarpLeggedVecEnv:
     def __init__(self, num_envs: int, device: str | torch.device = "cuda", max_episode_steps: int | None = 1000,
                  nconmax: int = 32, njmax: int = 160, cuda_graph: bool = True, **kwargs: Any):
         wp, mjw = _require_warp()
-        rand = {k: v for k, v in (kwargs.get("randomization") or {}).items() if v not in (None, 0, 0.0)
-                and k != "push_velocity"}
-        if rand or kwargs.get("terrain", "flat") != "flat":
-            raise ValueError("env.backend=warp runs the flat task without randomisation for now (per-world model "
-                             f"parameters are not wired): got randomization={rand or {}}, "
-                             f"terrain={kwargs.get('terrain', 'flat')!r}; use env.backend=mujoco for these")
+        if kwargs.get("terrain", "flat") != "flat":
+            raise ValueError("env.backend=warp runs on flat ground for now (one height field would be shared by "
+                             f"every world): got terrain={kwargs['terrain']!r}; use env.backend=mujoco for it")
         self.template = env = LeggedEnv(**kwargs)  # builds the model and reads the robot, as the CPU env does
+        self.randomization = r = env.randomization
+        # per-episode model parameters need per-world copies of the fields they change
+        batched = {"friction": ("geom_friction",), "added_mass": ("body_mass",),
+                   "motor_strength": ("actuator_gainprm", "actuator_biasprm", "actuator_forcerange")}
+        batch_sizes = {f: num_envs for k, fields in batched.items() if r[k] is not None for f in fields}
         self.num_envs, self.max_episode_steps = num_envs, max_episode_steps
         self.device = torch.device(device)
         self.single_observation_space = spaces.Box(-np.inf, np.inf, env.observation_space.shape, np.float32)
@@ -74,7 +79,7 @@ class WarpLeggedVecEnv:
         self.wp, self.mjw = wp, mjw
         self.wp_device = "cpu" if self.device.type == "cpu" else f"cuda:{self.device.index or 0}"
         with wp.ScopedDevice(self.wp_device):
-            self.m = mjw.put_model(env.model)
+            self.m = mjw.put_model(env.model, batch_sizes=batch_sizes)
             self.d = mjw.make_data(env.model, nworld=num_envs, nconmax=nconmax, njmax=njmax)
         d = self.d
         # torch views of MuJoCo Warp's arrays (no copies: writing to them writes the simulator's state)
@@ -108,6 +113,17 @@ class WarpLeggedVecEnv:
         self.last_action = torch.zeros(n, self.nj, device=self.device)
         self.air_time = torch.zeros(n, len(env.feet), device=self.device)
         self.elapsed = torch.zeros(n, dtype=torch.long, device=self.device)
+        self.since_push = torch.zeros(n, dtype=torch.long, device=self.device)
+        self.params = {"friction": torch.ones(n, device=self.device), "added_mass": torch.zeros(n, device=self.device),
+                       "motor_strength": torch.ones(n, device=self.device)}  # each world's episode parameters
+        self.noise_levels = torch.cat([torch.full((k,), NOISE_LEVELS[name], device=self.device) for name, k in
+                                       (("gravity", 3), ("lin_vel", 3), ("ang_vel", 3), ("joint_pos", self.nj),
+                                        ("joint_vel", self.nj))])
+        m = self.m
+        self.model_views = {f: wp.to_torch(getattr(m, f)) for f in batch_sizes}
+        self.pd = t(np.flatnonzero(env.pd), torch.long)
+        self.base = {"friction": t(env.base_friction), "kp": t(env.base_kp), "kd": t(env.base_kd),
+                     "force": t(env.base_force), "mass": env.base_mass}
         self.generator = torch.Generator(device=self.device)
 
     # -- the physics -------------------------------------------------------------------------------------------------
@@ -158,8 +174,60 @@ class WarpLeggedVecEnv:
         gravity = -r[:, 2, :]
         lin = torch.einsum("nji,nj->ni", r, self.qvel[:, self.fv:self.fv + 3])
         ang = self.qvel[:, self.fv + 3:self.fv + 6]
-        return torch.cat([gravity, lin, ang, self.qpos[:, self.qpos_idx] - self.default_pose,
-                          self.qvel[:, self.qvel_idx], self.last_action, self.command], 1)
+        sensed = torch.cat([gravity, lin, ang, self.qpos[:, self.qpos_idx] - self.default_pose,
+                            self.qvel[:, self.qvel_idx]], 1)
+        noise = self.randomization["obs_noise"]
+        if noise:  # uniform, scaled per part as in the CPU env (NOISE_LEVELS)
+            u = torch.rand(sensed.shape, device=self.device, generator=self.generator) * 2 - 1
+            sensed = sensed + noise * self.noise_levels * u
+        return torch.cat([sensed, self.last_action, self.command], 1)
+
+    def set_params(self, world: int | slice | torch.Tensor, friction=1.0, added_mass=0.0,
+                   motor_strength=1.0) -> None:
+        """Episode parameters of `world` (an index, a slice or a mask), as the CPU env's `_apply_params`: the scale
+        of every geom's sliding friction, kg added to the trunk, the scale of the PD gains and torque limits."""
+        for k, x in (("friction", friction), ("added_mass", added_mass), ("motor_strength", motor_strength)):
+            self.params[k][world] = torch.as_tensor(x, dtype=torch.float32, device=self.device)
+        v, b, p, pd = self.model_views, self.base, self.params, self.pd
+        if "geom_friction" in v:
+            v["geom_friction"][:, :, 0] = b["friction"] * p["friction"][:, None]
+        if "body_mass" in v:
+            v["body_mass"][:, self.template.trunk] = b["mass"] + p["added_mass"]
+        if "actuator_gainprm" in v and len(pd):
+            strength = p["motor_strength"][:, None]
+            kp = b["kp"][pd] * strength
+            v["actuator_gainprm"][:, pd, 0] = kp
+            v["actuator_biasprm"][:, pd, 1] = -kp
+            v["actuator_biasprm"][:, pd, 2] = -b["kd"][pd] * strength
+            v["actuator_forcerange"][:, pd, :] = b["force"][pd] * strength[:, :, None]
+
+    def _randomize(self, mask: torch.Tensor) -> None:
+        """New episode parameters for the worlds in `mask`, drawn as the CPU env draws them (uniform in range)."""
+        r, n = self.randomization, self.num_envs
+        if not self.model_views:
+            return
+        draw = {}
+        for k, default in (("friction", 1.0), ("added_mass", 0.0), ("motor_strength", 1.0)):
+            if r[k] is None:
+                draw[k] = torch.full((n,), default, device=self.device)
+            else:
+                lo, hi = r[k]
+                draw[k] = lo + (hi - lo) * torch.rand(n, device=self.device, generator=self.generator)
+            draw[k] = torch.where(mask, draw[k], self.params[k])
+        self.set_params(slice(None), **draw)
+
+    def _maybe_push(self) -> None:
+        """Every `push_interval_s`, a random horizontal trunk velocity of up to `push_velocity` m/s (each world's
+        own clock, restarted at its reset, as the CPU env's)."""
+        interval = self.randomization["push_interval_s"]
+        if not interval:
+            return
+        self.since_push += 1
+        due = self.since_push * self.dt >= interval
+        push = self.randomization["push_velocity"]
+        kick = (torch.rand(self.num_envs, 2, device=self.device, generator=self.generator) * 2 - 1) * push
+        self.qvel[:, self.fv:self.fv + 2] += torch.where(due[:, None], kick, 0.0)
+        self.since_push = torch.where(due, 0, self.since_push)
 
     def _yaw(self) -> torch.Tensor:
         w, x, y, z = self.qpos[:, self.fq + 3:self.fq + 7].unbind(1)
@@ -216,6 +284,8 @@ class WarpLeggedVecEnv:
         """New episodes in the worlds where `mask` is set: the default pose with uniform joint noise (the CPU env's
         reset_model), zero velocities, a fresh solver warm start, the task's command."""
         env, n = self.template, self.num_envs
+        self._randomize(mask)
+        self.since_push = torch.where(mask, 0, self.since_push)
         noise = env.reset_noise_scale
         u = lambda *shape: torch.rand(*shape, device=self.device, generator=self.generator) * 2 - 1  # noqa: E731
         qpos = self.key_qpos.expand(n, -1).clone()
@@ -254,6 +324,7 @@ class WarpLeggedVecEnv:
         self.ctrl.copy_(torch.minimum(torch.maximum(self.default_pose + self.template.action_scale * action,
                                                     self.lo), self.hi))
         qvel_before = self.qvel[:, self.qvel_idx].clone()
+        self._maybe_push()
         self._simulate()
         r = self._rotation()
         gravity = -r[:, 2, :]
@@ -289,7 +360,8 @@ class WarpLeggedVecEnv:
         """The worlds' integration state and the task's, on the CPU (a checkpoint's part)."""
         state = {"qpos": self.qpos, "qvel": self.qvel, "ctrl": self.ctrl, "qacc_warmstart": self.qacc_warmstart,
                  "time": self.time, "command": self.command, "last_action": self.last_action,
-                 "air_time": self.air_time, "elapsed": self.elapsed, "generator": self.generator.get_state()}
+                 "air_time": self.air_time, "elapsed": self.elapsed, "since_push": self.since_push,
+                 "generator": self.generator.get_state(), **{f"param_{k}": v for k, v in self.params.items()}}
         if self.act is not None:
             state["act"] = self.act
         return {k: v.detach().cpu().clone() for k, v in state.items()}
@@ -299,8 +371,10 @@ class WarpLeggedVecEnv:
         for k in ("qpos", "qvel", "ctrl", "qacc_warmstart", "time", "act"):
             if k in state:
                 getattr(self, k).copy_(state[k].to(self.device))
-        for k in ("command", "last_action", "air_time", "elapsed"):
+        for k in ("command", "last_action", "air_time", "elapsed", "since_push"):
             setattr(self, k, state[k].to(self.device).clone())
+        if self.model_views:
+            self.set_params(slice(None), **{k: state[f"param_{k}"] for k in self.params})
         self.generator.set_state(state["generator"])
         with self.wp.ScopedDevice(self.wp_device):
             self.mjw.forward(self.m, self.d)  # xmat and contacts of the restored state, as the CPU env's restore
