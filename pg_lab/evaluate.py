@@ -123,13 +123,14 @@ def overlay(frame: np.ndarray, lines: list[str]) -> np.ndarray:
 
 def evaluate_commands(run_dir: RunDir, commands: list[tuple[float, float, float]] | None = None,
                       seconds: float = 10.0, settle: float = 2.0, seed: int = 20_000, video: Path | None = None,
-                      plot: Path | None = None, progress: bool = False) -> dict:
+                      plot: Path | None = None, progress: bool = False, checkpoint: Path | None = None) -> dict:
     """Velocity-command tracking: one deterministic episode per command (vx, vy, yaw rate), the command fixed
     for the episode. Tracking error = mean over the steps after `settle` seconds of |v_xy − command_xy| (m/s);
     the yaw-rate error likewise. Writes eval_commands.json, a plot of achieved against commanded velocity, and
-    a video (all commands one after another) with the commanded and actual velocity drawn on each frame."""
+    a video (all commands one after another) with the commanded and actual velocity drawn on each frame.
+    `checkpoint`: another file of the run's (a snapshot); then no eval_commands.json is written."""
     cfg = run_dir.read_config()
-    env, policy = load(run_dir, video is not None)
+    env, policy = load(run_dir, video is not None, checkpoint=checkpoint)
     if not hasattr(env.unwrapped, "set_command"):
         raise SystemExit(f"{cfg.env.id} takes no velocity command (use env=quadruped_velocity, or "
                          "env.kwargs.task=velocity)")
@@ -170,7 +171,8 @@ def evaluate_commands(run_dir: RunDir, commands: list[tuple[float, float, float]
         report["video"] = str(video)
     if plot:
         report["plot"] = str(plot_tracking(results, plot))
-    (run_dir.path / "eval_commands.json").write_text(json.dumps(report, indent=2))
+    if checkpoint is None:
+        (run_dir.path / "eval_commands.json").write_text(json.dumps(report, indent=2))
     return report
 
 

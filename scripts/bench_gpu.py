@@ -8,8 +8,10 @@ the device), after one warm-up step (kernel compilation, CUDA graph capture). Tr
 update) is the run's `steps_per_s` (summary.json).
 
 `curve`: SNAPSHOTS_DIR holds copies of the run's checkpoint named `<seconds of training>.pt`; each is evaluated
-on the CPU env (the same task; deterministic policy, 20 s episodes), in parallel, and the first snapshot at
->= 1 m/s forward speed with 0 falls is the time to 1 m/s.
+on the CPU env (the same task; deterministic policy), in parallel. Forward task: 20 s episodes, and the first
+snapshot at >= 1 m/s forward speed with 0 falls is the time to 1 m/s. Velocity task: pg-lab-eval's command sweep
+(forward -1 to 1.5 m/s, lateral ±0.5, turning), and the first snapshot with a mean tracking error <= 0.25 m/s and
+0 falls is the time to the target.
 """
 
 from __future__ import annotations
@@ -41,11 +43,24 @@ def _evaluate(job: tuple[str, str, int]) -> dict:
     from pg_lab.evaluate import evaluate
     from pg_lab.rundir import RunDir
 
+    from pg_lab.evaluate import evaluate_commands
+
     run_dir, snapshot, episodes = job
-    report = evaluate(RunDir(run_dir), episodes=episodes, checkpoint=Path(snapshot))
+    run = RunDir(run_dir)
     state = torch.load(snapshot, map_location="cpu", weights_only=False)
-    return {"seconds": float(Path(snapshot).stem), "steps": state.get("progress", {}).get("step"),
-            "forward_speed": report["forward_speed_mean"], "falls": report["falls"], "episodes": episodes}
+    row = {"seconds": float(Path(snapshot).stem), "steps": state.get("progress", {}).get("step")}
+    if run.read_config().env.kwargs.get("task") == "velocity":
+        report = evaluate_commands(run, checkpoint=Path(snapshot))
+        return {**row, "tracking_error": report["tracking_error_xy_mean"], "falls": report["falls"],
+                "episodes": len(report["commands"])}
+    report = evaluate(run, episodes=episodes, checkpoint=Path(snapshot))
+    return {**row, "forward_speed": report["forward_speed_mean"], "falls": report["falls"], "episodes": episodes}
+
+
+def reached(row: dict, speed: float, tracking: float) -> bool:
+    if "tracking_error" in row:
+        return row["tracking_error"] <= tracking and row["falls"] == 0
+    return row["forward_speed"] >= speed and row["falls"] == 0
 
 
 def curve(args) -> None:
@@ -53,17 +68,19 @@ def curve(args) -> None:
     jobs = [(args.run_dir, str(s), args.episodes) for s in snapshots]
     with ProcessPoolExecutor(args.workers) as pool:
         rows = list(pool.map(_evaluate, jobs))
-    reached = None
+    first = None
     for r in rows:
-        print(f"{r['seconds']:7.0f} s  {r['steps'] or 0:>12,} steps  forward speed {r['forward_speed']:.2f} m/s  "
-              f"falls {r['falls']}/{r['episodes']}")
-        if reached is None and r["forward_speed"] >= args.speed and r["falls"] == 0:
-            reached = r
-    if reached:
-        print(f"time to >= {args.speed} m/s with 0 falls: {reached['seconds']:.0f} s of training "
-              f"({reached['steps']:,} env steps)")
+        what = f"tracking error {r['tracking_error']:.2f} m/s" if "tracking_error" in r else \
+            f"forward speed {r['forward_speed']:.2f} m/s"
+        print(f"{r['seconds']:7.0f} s  {r['steps'] or 0:>12,} steps  {what}  falls {r['falls']}/{r['episodes']}")
+        if first is None and reached(r, args.speed, args.tracking):
+            first = r
+    target = f"tracking error <= {args.tracking} m/s" if rows and "tracking_error" in rows[0] else \
+        f">= {args.speed} m/s"
+    if first:
+        print(f"time to {target} with 0 falls: {first['seconds']:.0f} s of training ({first['steps']:,} env steps)")
     else:
-        print(f"did not reach {args.speed} m/s with 0 falls in {rows[-1]['seconds'] if rows else math.nan:.0f} s")
+        print(f"did not reach {target} with 0 falls in {rows[-1]['seconds'] if rows else math.nan:.0f} s")
     Path(args.snapshots, "curve.json").write_text(json.dumps(rows, indent=1))
 
 
@@ -81,6 +98,7 @@ def main() -> None:
     p.add_argument("snapshots")
     p.add_argument("--episodes", type=int, default=3)
     p.add_argument("--speed", type=float, default=1.0)
+    p.add_argument("--tracking", type=float, default=0.25)
     p.add_argument("--workers", type=int, default=8)
     p.set_defaults(fn=curve)
     args = parser.parse_args()
