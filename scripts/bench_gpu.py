@@ -40,10 +40,8 @@ def _evaluate(job: tuple[str, str, int]) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from pg_lab.evaluate import evaluate
+    from pg_lab.evaluate import evaluate, evaluate_commands
     from pg_lab.rundir import RunDir
-
-    from pg_lab.evaluate import evaluate_commands
 
     run_dir, snapshot, episodes = job
     run = RunDir(run_dir)
