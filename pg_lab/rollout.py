@@ -78,10 +78,10 @@ class Batch:
         """Episodes (or, in step batching, episode segments) that end inside the valid steps."""
         return int((self.ends & self.valid).sum())
 
-    def flat(self, x: np.ndarray | torch.Tensor, valid: np.ndarray | None = None) -> np.ndarray | torch.Tensor:
+    def flat(self, x: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """[T, N, ...] -> [num_valid, ...]: the valid steps, env-major within each time step."""
         x = x.reshape(-1, *x.shape[2:])
-        mask = (self.valid if valid is None else valid).reshape(-1)
+        mask = self.valid.reshape(-1)
         if isinstance(x, torch.Tensor):
             return x[torch.as_tensor(mask, device=x.device)]
         return x[mask.cpu().numpy() if isinstance(mask, torch.Tensor) else mask]
