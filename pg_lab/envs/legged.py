@@ -285,13 +285,6 @@ class LeggedEnv(MujocoEnv):
         return np.array(feet)
 
     # -- the env -----------------------------------------------------------------------------------------------------
-    def _step_mujoco_simulation(self, ctrl, n_frames) -> None:
-        """MujocoEnv's, without its mj_rnePostConstraint: that computes contact and interaction forces (cfrc_ext,
-        cfrc_int, cacc) which nothing here reads. The state and all the task computes are unchanged; the time it
-        saves: scripts/bench_legged_step.py."""
-        self.data.ctrl[:] = ctrl
-        mujoco.mj_step(self.model, self.data, nstep=n_frames)
-
     @property
     def dt(self) -> float:
         """Seconds per env step (MujocoEnv's own property reads the model on each of ~15 calls a step)."""
