@@ -36,7 +36,7 @@ and a fall costs `termination` once, after the clip. An episode terminates on a 
 `termination_height` × nominal height, or tilted past `max_tilt_deg`. The alive bonus (`alive`, per second not
 fallen) is off by default: it paid standing about as much as a first clumsy gait earns, and Go2 stood through
 1.45M steps with it at 1.0; with the fall penalty instead, Go2 walked (0.60 m/s at 2M) and Go1 still did
-(1.26 m/s at 0.88M) (docs/results/tuning_legged.md, rows 15–18).
+(2.24 m/s at 2M) (docs/results/tuning_legged.md, rows 15–18).
 
 Robustness (`randomization`, all off by default, drawn per episode): friction scale, added trunk mass (kg),
 motor strength scale (the PD gains and torque limits), pushes (a random trunk velocity every `push_interval_s`),
