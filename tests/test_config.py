@@ -150,3 +150,20 @@ def test_in_group_inheritance_keeps_each_option_whole(compose):
     assert cfg.baseline._target_.endswith("GAEBaseline") and cfg.baseline.epochs == 5
     with pytest.raises(ConfigError, match="env.id"):  # the generic option wants an id
         validate(compose("env=gymnasium"))
+
+
+def test_the_gpu_preset_is_the_legged_task_on_warp_at_scale(compose):
+    cfg = compose("env=go1", "experiment=legged_gpu")
+    validate(cfg)
+    assert cfg.env.backend == "warp" and cfg.device.value == "cuda"
+    assert cfg.env.num_envs == 4096 and cfg.algo.num_steps == 24 and cfg.algo.batching.value == "steps"
+    assert cfg.env.kwargs.xml_file == "go1" and cfg.baseline._target_.endswith("GAEBaseline")
+
+
+def test_env_backend_at_its_default_stays_out_of_run_records(compose):
+    """Records made before `env.backend` existed (a study's, a benchmark's) must still match the config that made
+    them: at its default the key is left out of the record; any other value is recorded."""
+    from pg_lab.rundir import flat_config
+
+    assert "env.backend" not in flat_config(compose("env=go1"))
+    assert flat_config(compose("env=go1", "env.backend=warp"))["env.backend"] == "warp"
