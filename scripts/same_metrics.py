@@ -37,6 +37,10 @@ CONFIGS = {
                                 "algo.batching=episodes", "algo.anneal_lr=true", "total_steps=8000"],
     "pendulum_squashed": ["env=pendulum", "policy=squashed_gaussian", "baseline=value", "algo.ent_coef=0.01",
                           "total_steps=8000"],
+    # the legged env (reward terms, heading command, step batching); its reward weights pinned to the values of
+    # revisions from before the preset's fall penalty (2026-11-27), so that those stay comparable
+    "go1_pinned_rewards": ["env=go1", "env.kwargs.rewards.alive=1.0", "env.kwargs.rewards.termination=0.0",
+                           "total_steps=4096"],
 }
 
 
