@@ -18,4 +18,5 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
 # ... and its CUDA library, xz-compressed (78 MB) in two parts, each with the working tree (25 MB) under 64 MiB
 xz -T0 -9 -c /tmp/gpu_wheels_tmp/warp.so | split -b 39000000 - /tmp/gpu_wheels_tmp/warp.so.xz.
 mv /tmp/gpu_wheels_tmp/warp.so.xz.aa .gpu_a/ && mv /tmp/gpu_wheels_tmp/warp.so.xz.ab .gpu_b/
+mkdir -p .gpu_c/parts && mv /tmp/gpu_wheels_tmp/warp.so.xz.a[c-z] .gpu_c/parts/  # the tail travels with the wheels
 du -sh .gpu_a .gpu_b .gpu_c
