@@ -8,6 +8,9 @@ Marked `warp` (make test-warp, which installs the `gpu` extra): MuJoCo Warp comp
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -171,6 +174,10 @@ def test_a_training_run_on_warp_records_and_resumes_exactly(tmp_path):
     assert torch.equal(a["rollout"]["envs"]["qpos"], b["rollout"]["envs"]["qpos"])
     lines = (straight / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 and '"reward/forward_velocity"' in lines[-1]
+    # pg-lab-eval evaluates a Warp-trained run on the CPU env (the same task)
+    proc = subprocess.run([str(Path(sys.executable).parent / "pg-lab-eval"), str(straight), "--episodes", "1",
+                           "--max-steps", "5"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "forward speed" in proc.stdout, proc.stderr[-2000:]
 
 
 def test_warp_needs_step_batching_and_the_legged_task(tmp_path):
