@@ -7,7 +7,7 @@ rm -rf .gpu_a .gpu_b .gpu_c /tmp/gpu_wheels_tmp && mkdir -p .gpu_a .gpu_b .gpu_c
 plat=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64
       --platform manylinux2014_x86_64 --platform manylinux1_x86_64)
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp "${plat[@]}" \
-  -d .gpu_c mujoco==4.0.0 mujoco-core==4.0.0 mujoco-warp==4.0.0 gymnasium hydra-core omegaconf \
+  -d .gpu_c mujoco==4.0.0 mujoco-core==4.0.0 mujoco-warp==4.0.0 gymnasium hydra-core "omegaconf<2.4" \
   cloudpickle farama-notifications glfw pyopengl
 python3 -m pip wheel -q --no-deps -w .gpu_c antlr4-python3-runtime==4.9.3  # hydra's pin: an sdist only
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp "${plat[@]}" \
