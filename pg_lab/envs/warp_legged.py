@@ -350,9 +350,9 @@ class WarpLeggedVecEnv:
         obs = self._obs(r)
         done = fell | truncated
         info["final_obs"] = obs
+        info["x_velocity"] = world_vel[:, 0].clone()  # before the reset: world_vel is a view of qvel
         self._reset_worlds(done)
         obs = torch.where(done[:, None], self._obs(self._rotation(done)), obs)
-        info["x_velocity"] = world_vel[:, 0].clone()
         return obs, reward, fell, truncated, info
 
     # -- state, for checkpoints --------------------------------------------------------------------------------------
