@@ -20,7 +20,8 @@ SNAP_S=${SNAP_S:-20}
 WORLDS=${WORLDS:-"1024 4096 16384"}
 DEVICE=${DEVICE:-cuda}
 TRAIN_ENVS=${TRAIN_ENVS:-4096}
-RUNS=${RUNS:-go1}              # env configs to train, one after another: go1 go2 quadruped_velocity
+RUNS=${RUNS:-go1}              # env configs to train, one after another (go1 go2 quadruped_velocity); name:seconds
+                               # overrides TRAIN_S for one run, e.g. RUNS="go1:150 quadruped_velocity:240"
 STAGES=${STAGES-"tests envsteps"}  # before the training: leave out what a warm machine has done already
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu_warp.txt") 2>&1
@@ -53,8 +54,9 @@ stage "env steps/s"
 timeout 150 python3 scripts/bench_gpu.py envsteps --device "$DEVICE" --worlds $WORLDS 2>&1 | grep -v "^Module"
 fi
 
-for env_name in $RUNS; do
-stage "training: $env_name, $TRAIN_ENVS worlds, ${TRAIN_S} s"
+for spec in $RUNS; do
+env_name=${spec%%:*}; seconds=$TRAIN_S; [[ $spec == *:* ]] && seconds=${spec#*:}
+stage "training: $env_name, $TRAIN_ENVS worlds, ${seconds} s"
 run=/tmp/gpu_runs/$env_name snaps=/tmp/gpu_runs/${env_name}_snaps
 rm -rf "$run" "$snaps"; mkdir -p "$snaps"
 python3 -m pg_lab env="$env_name" experiment=legged_gpu device="$DEVICE" env.num_envs="$TRAIN_ENVS" \
@@ -65,9 +67,9 @@ while kill -0 $pid 2>/dev/null; do
   sleep "$SNAP_S"
   now=$(( $(date +%s) - t0 ))
   [[ -f $run/checkpoint.pt ]] && cp "$run/checkpoint.pt" "$snaps/$now.pt"
-  if (( now >= TRAIN_S )); then kill -TERM $pid 2>/dev/null; fi
+  if (( now >= seconds )); then kill -TERM $pid 2>/dev/null; fi
 done
-wait $pid; echo "training exit code $? (143: stopped at ${TRAIN_S} s)"
+wait $pid; echo "training exit code $? (143: stopped at ${seconds} s)"
 grep -v "^Module" "/tmp/gpu_runs/$env_name.log" | tail -3
 cp "$run/metrics.jsonl" "$OUT/${env_name}_metrics.jsonl"
 python3 - "$run" <<'PY'
