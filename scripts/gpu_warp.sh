@@ -20,8 +20,9 @@ SNAP_S=${SNAP_S:-20}
 WORLDS=${WORLDS:-"1024 4096 16384"}
 DEVICE=${DEVICE:-cuda}
 TRAIN_ENVS=${TRAIN_ENVS:-4096}
-RUNS=${RUNS:-go1}              # env configs to train, one after another (go1 go2 quadruped_velocity); name:seconds
-                               # overrides TRAIN_S for one run, e.g. RUNS="go1:150 quadruped_velocity:240"
+RUNS=${RUNS-go1}               # env configs to train, one after another (go1 go2 quadruped_velocity); name:seconds
+                               # overrides TRAIN_S for one run, e.g. RUNS="go1:150 quadruped_velocity:240";
+                               # RUNS= (empty) trains nothing: install only, or the STAGES alone
 STAGES=${STAGES-"tests envsteps"}  # before the training: leave out what a warm machine has done already
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu_warp.txt") 2>&1

@@ -160,6 +160,27 @@ def test_the_gpu_preset_is_the_legged_task_on_warp_at_scale(compose):
     assert cfg.env.kwargs.xml_file == "go1" and cfg.baseline._target_.endswith("GAEBaseline")
 
 
+def test_the_gpu_preset_pays_a_standing_robot_where_the_cpu_preset_clips_it_to_zero(compose):
+    """At 4096 worlds the CPU preset (no alive bonus, a fall penalty, rewards clipped at 0) left Go1 standing: a
+    standing step's penalties outweigh its forward reward, the clip makes it 0, and the batch says only "do not
+    fall" (docs/results/gpu.md). The GPU preset pays every step survived, so standing still earns a signal."""
+    import numpy as np
+    from omegaconf import OmegaConf
+
+    from pg_lab.envs.legged import LeggedEnv
+
+    def standing_reward(cfg):
+        kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
+        env = LeggedEnv(**{**kwargs, "reset_noise_scale": 0.0})
+        env.reset(seed=0)
+        rewards = [env.step(np.zeros(12, dtype=np.float32))[1] for _ in range(10)]
+        env.close()
+        return min(rewards)
+
+    assert standing_reward(compose("env=go1")) == 0.0
+    assert standing_reward(compose("env=go1", "experiment=legged_gpu")) > 0.0
+
+
 def test_env_backend_at_its_default_stays_out_of_run_records(compose):
     """Records made before `env.backend` existed (a study's, a benchmark's) must still match the config that made
     them: at its default the key is left out of the record; any other value is recorded."""
