@@ -15,7 +15,7 @@ export PYOPENGL_PLATFORM := osmesa
 endif
 endif
 
-.PHONY: setup run test test-slow test-slurm test-warp lint clean
+.PHONY: setup run test test-slow test-plain test-slurm test-warp lint clean
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,11 @@ test: setup
 
 test-slow: setup
 	$(BIN)/pytest -q -n auto -m slow
+
+# `make test` forks pg_lab's commands from a process that has imported torch once (tests/cli.py); this runs the
+# same tests with every command started as a plain subprocess, as a check that the shortcut hides nothing
+test-plain: setup
+	PG_LAB_TEST_FORK=0 $(BIN)/pytest -q -n auto
 
 # The MuJoCo Warp backend (env.backend=warp) on the CPU: installs the gpu extra (mujoco-warp, warp-lang) into the
 # same virtualenv; MuJoCo Warp compiles its kernels on first use (about 1.5 min on 2 cores, cached in ~/.cache/warp)

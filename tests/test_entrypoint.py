@@ -1,4 +1,5 @@
-"""The real `pg-lab` entrypoint, as a user runs it (subprocesses)."""
+"""The real `pg-lab` entrypoint, as a user runs it: in processes of its own (forked from a server that has
+imported torch once, see cli.py; the console scripts themselves in plain subprocesses)."""
 
 import json
 import os
@@ -7,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cli
 import pytest
 
 PG_LAB = shutil.which("pg-lab") or str(Path(sys.executable).parent / "pg-lab")
@@ -19,7 +21,7 @@ def pg_lab(run_dir: Path, *overrides: str, check: bool = True, timeout: int = 30
     if not any(o.startswith("wandb.mode=") for o in overrides):
         cmd.append("wandb.mode=disabled")
     env = {**os.environ, "WANDB_SILENT": "true"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    proc = cli.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
@@ -94,9 +96,24 @@ def test_bad_input_is_refused_before_training(tmp_path, overrides, word):
     assert not (run / "summary.json").exists() and not (run / "metrics.jsonl").exists()
 
 
+def test_a_forked_command_is_a_process_of_its_own_in_the_environment_it_was_given(tmp_path):
+    """cli.run forks pg_lab's commands from a server that imported torch once: the command must still get the
+    environment, working directory and exit code a subprocess would, and settings that the server's libraries
+    read at import (thread counts) must send it to a plain subprocess instead."""
+    proc = cli.run([PG_LAB, "total_steps=300", "progress_bar=false", "hydra.run.dir=run"], cwd=tmp_path,
+                   env={**os.environ, "WANDB_MODE": "disabled"}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "WANDB_MODE in the environment" in proc.stderr and (tmp_path / "run" / "summary.json").exists()
+    assert cli.run([PG_LAB, "no_such_key=1"], cwd=tmp_path, capture_output=True, timeout=300).returncode == 1
+    assert cli.forks([PG_LAB], None) and cli.forks([sys.executable, "-m", "pg_lab"], {**os.environ, "X": "1"})
+    assert not cli.forks([PG_LAB], {**os.environ, "OMP_NUM_THREADS": "3"})
+    assert not cli.forks([WANDB, "--version"], None)
+
+
 def test_python_dash_m_and_hydra_cli():
-    out = subprocess.run([sys.executable, "-m", "pg_lab", "--cfg", "job", "env=hopper"], capture_output=True,
-                         text=True, check=True, timeout=120).stdout
+    out = cli.run([sys.executable, "-m", "pg_lab", "--cfg", "job", "env=hopper"], capture_output=True,
+                  text=True, check=True, timeout=120).stdout
     assert "Hopper-v5" in out and "GaussianPolicy" in out
+    # the installed console script itself, started as a user starts it
     help_text = subprocess.run([PG_LAB, "--help"], capture_output=True, text=True, check=True, timeout=120).stdout
     assert "env: " in help_text and "policy: " in help_text

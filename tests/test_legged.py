@@ -3,10 +3,10 @@ randomisation, terrain, exact state capture, and a short training run on each mo
 
 import ctypes.util
 import json
-import subprocess
 import sys
 from pathlib import Path
 
+import cli
 import gymnasium as gym
 import mujoco
 import numpy as np
@@ -257,7 +257,7 @@ def test_short_training_on_each_model(tmp_path, env_name):
         return
     # the command-tracking evaluation: one episode per command, a plot, a video with the velocities drawn on
     video = ["--video", "commands.mp4"] if _offscreen_gl() else []
-    proc = subprocess.run([EVAL, str(tmp_path), "--commands", "0.5,0,0", "1.0,0.2,0", "--seconds", "0.3", *video],
+    proc = cli.run([EVAL, str(tmp_path), "--commands", "0.5,0,0", "1.0,0.2,0", "--seconds", "0.3", *video],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((tmp_path / "eval_commands.json").read_text())
@@ -270,7 +270,7 @@ def test_short_training_on_each_model(tmp_path, env_name):
         import imageio.v3 as iio
         frames = np.stack(list(iio.imiter(tmp_path / "commands.mp4")))
         assert frames.shape[0] == 2 * 15 and frames[:, :10, :200].mean() > 200  # the white text box is drawn
-    bad = subprocess.run([EVAL, str(tmp_path), "--commands", "1,2"], capture_output=True, text=True, timeout=300)
+    bad = cli.run([EVAL, str(tmp_path), "--commands", "1,2"], capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "VX,VY,YAW" in bad.stderr
 
 

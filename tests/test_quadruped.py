@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cli
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -95,11 +96,11 @@ def test_a_user_mjcf_resolves_from_the_launch_directory(tmp_path):
     shutil.copy(DEFAULT_XML, tmp_path / "robot.xml")
     cmd = [sys.executable, "-m", "pg_lab", "env=quadruped", "env.kwargs.xml_file=robot.xml", "env.num_envs=1",
            "algo.num_steps=50", "total_steps=200", "wandb.mode=disabled", "hydra.run.dir=run", "progress_bar=false"]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = cli.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     cmd[3] = "env.kwargs.xml_file=missing.xml"
     cmd[-2] = "hydra.run.dir=run2"
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = cli.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "xml_file" in proc.stderr and "missing.xml" in proc.stderr
 
 
@@ -112,7 +113,7 @@ def test_eval_writes_a_decodable_mp4(trained_runs):
     import imageio.v3 as iio
     run = trained_runs / "beta"
     video = run / "eval.mp4"
-    proc = subprocess.run([EVAL, str(run), "--episodes", "2", "--max-steps", "15", "--video"],  # default path
+    proc = cli.run([EVAL, str(run), "--episodes", "2", "--max-steps", "15", "--video"],  # default path
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     frames = np.stack(list(iio.imiter(video)))
@@ -124,7 +125,7 @@ def test_eval_writes_a_decodable_mp4(trained_runs):
 
 
 def test_eval_refuses_a_directory_without_a_checkpoint(tmp_path):
-    proc = subprocess.run([EVAL, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    proc = cli.run([EVAL, str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "must be a pg-lab run directory with a checkpoint" in proc.stderr
 
 
@@ -132,7 +133,7 @@ def test_eval_refuses_a_directory_without_a_checkpoint(tmp_path):
 @pytest.mark.skipif(not _offscreen_gl(), reason="no offscreen GL (apt-get install libosmesa6, or EGL)")
 def test_eval_logs_results_and_video_to_wandb(trained_runs):
     run = trained_runs / "gaussian"
-    proc = subprocess.run([EVAL, str(run), "--episodes", "1", "--max-steps", "10", "--video", str(run / "e.mp4"),
+    proc = cli.run([EVAL, str(run), "--episodes", "1", "--max-steps", "10", "--video", str(run / "e.mp4"),
                            "--wandb"], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "WANDB_SILENT": "true"})
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -7,6 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import cli
 import numpy as np
 import pytest
 import torch
@@ -53,7 +54,7 @@ def max_diff(a: Path, b: Path) -> float:
 
 
 def start(run_dir: Path, args: list[str] = ARGS) -> subprocess.Popen:
-    return subprocess.Popen([PG_LAB, *args, f"hydra.run.dir={run_dir}"], stdout=subprocess.DEVNULL,
+    return cli.popen([PG_LAB, *args, f"hydra.run.dir={run_dir}"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -72,7 +73,7 @@ def wait_for_checkpoint_after_first_update(proc: subprocess.Popen, run_dir: Path
 def straight(tmp_path_factory) -> Path:
     """The uninterrupted run that interrupted ones must equal."""
     run = tmp_path_factory.mktemp("straight") / "run"
-    subprocess.run([PG_LAB, *ARGS, f"hydra.run.dir={run}"], check=True, capture_output=True, timeout=300)
+    cli.run([PG_LAB, *ARGS, f"hydra.run.dir={run}"], check=True, capture_output=True, timeout=300)
     return run
 
 
@@ -84,7 +85,7 @@ def test_kill_9_and_relaunch_is_bit_identical_to_an_uninterrupted_run(tmp_path, 
     proc.wait()
     assert not (killed / "summary.json").exists()
     first_line = (killed / "metrics.jsonl").read_text().splitlines()[0]
-    subprocess.run([PG_LAB, *ARGS, f"hydra.run.dir={killed}"], check=True, capture_output=True, timeout=300)
+    cli.run([PG_LAB, *ARGS, f"hydra.run.dir={killed}"], check=True, capture_output=True, timeout=300)
     assert max_diff(straight / "checkpoint.pt", killed / "checkpoint.pt") == 0.0
     steps = [m["step"] for m in metrics(killed)]
     assert steps == [m["step"] for m in metrics(straight)]  # every step once, none missing
@@ -104,7 +105,7 @@ STEP_MODE = {  # episodes that straddle checkpoints: the envs' state is in the c
 @pytest.mark.parametrize("args", list(STEP_MODE.values()), ids=list(STEP_MODE))
 def test_kill_9_and_relaunch_is_bit_identical_in_step_batching(tmp_path, args):
     args = [*args, "wandb.mode=disabled", "progress_bar=false"]
-    subprocess.run([PG_LAB, *args, f"hydra.run.dir={tmp_path / 'straight'}"], check=True, capture_output=True,
+    cli.run([PG_LAB, *args, f"hydra.run.dir={tmp_path / 'straight'}"], check=True, capture_output=True,
                    timeout=300)
     killed = tmp_path / "killed"
     proc = start(killed, args)
@@ -112,7 +113,7 @@ def test_kill_9_and_relaunch_is_bit_identical_in_step_batching(tmp_path, args):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert RunDir(killed).load_checkpoint()["rollout"]["envs"] is not None  # episodes in progress were saved
-    subprocess.run([PG_LAB, *args, f"hydra.run.dir={killed}"], check=True, capture_output=True, timeout=300)
+    cli.run([PG_LAB, *args, f"hydra.run.dir={killed}"], check=True, capture_output=True, timeout=300)
     assert max_diff(tmp_path / "straight" / "checkpoint.pt", killed / "checkpoint.pt") == 0.0
     assert [m["step"] for m in metrics(killed)] == [m["step"] for m in metrics(tmp_path / "straight")]
     strip = [{k: v for k, v in m.items() if not k.endswith("_s")} for m in metrics(killed)]
@@ -130,7 +131,7 @@ def test_sigterm_checkpoints_and_says_interrupted_then_resumes(tmp_path, straigh
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "interrupted" and 0 < summary["total_steps"] < 20000
     assert load_checkpoint(run / "checkpoint.pt")["progress"]["step"] == summary["total_steps"]
-    subprocess.run([PG_LAB, *ARGS, f"hydra.run.dir={run}"], check=True, capture_output=True, timeout=300)
+    cli.run([PG_LAB, *ARGS, f"hydra.run.dir={run}"], check=True, capture_output=True, timeout=300)
     assert json.loads((run / "summary.json").read_text())["status"] == "finished"
     assert max_diff(straight / "checkpoint.pt", run / "checkpoint.pt") == 0.0
 
@@ -138,15 +139,15 @@ def test_sigterm_checkpoints_and_says_interrupted_then_resumes(tmp_path, straigh
 @pytest.mark.slow  # subprocess-heavy: `make test-slow` (CI) runs it
 def test_resume_option_continues_a_run_dir(tmp_path):
     run = tmp_path / "first"
-    subprocess.run([PG_LAB, "total_steps=3000", "wandb.mode=disabled", f"hydra.run.dir={run}"], check=True,
+    cli.run([PG_LAB, "total_steps=3000", "wandb.mode=disabled", f"hydra.run.dir={run}"], check=True,
                    capture_output=True, timeout=300)
     steps = load_checkpoint(run / "checkpoint.pt")["progress"]["step"]
-    subprocess.run([PG_LAB, f"resume={run}", "total_steps=6000", f"hydra.run.dir={tmp_path / 'other'}"],
+    cli.run([PG_LAB, f"resume={run}", "total_steps=6000", f"hydra.run.dir={tmp_path / 'other'}"],
                    check=True, capture_output=True, timeout=300)
     assert load_checkpoint(run / "checkpoint.pt")["progress"]["step"] > steps >= 3000
     assert [m["step"] for m in metrics(run)][-1] >= 6000
     # an override that would change the run is refused, not silently ignored
-    proc = subprocess.run([PG_LAB, f"resume={run}", "total_steps=9000", "algo.gamma=0.5",
+    proc = cli.run([PG_LAB, f"resume={run}", "total_steps=9000", "algo.gamma=0.5",
                            f"hydra.run.dir={tmp_path / 'other2'}"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "algo.gamma=0.5 would change it" in proc.stderr
 
@@ -327,13 +328,13 @@ def test_device_auto_picks_what_exists():
 def test_resume_without_a_checkpoint_and_a_corrupt_checkpoint_are_refused(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    proc = subprocess.run([PG_LAB, f"resume={empty}", f"hydra.run.dir={tmp_path / 'x'}"], capture_output=True,
+    proc = cli.run([PG_LAB, f"resume={empty}", f"hydra.run.dir={tmp_path / 'x'}"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode != 0 and f"resume={empty}: no checkpoint.pt" in proc.stderr
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     (corrupt / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    proc = subprocess.run([PG_LAB, "wandb.mode=disabled", f"hydra.run.dir={corrupt}"], capture_output=True,
+    proc = cli.run([PG_LAB, "wandb.mode=disabled", f"hydra.run.dir={corrupt}"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode != 0 and "checkpoint" in proc.stderr and "corrupt" in proc.stderr
     assert not (corrupt / "summary.json").exists()
@@ -347,7 +348,7 @@ def test_an_unwritable_output_dir_is_refused(tmp_path):
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
         target, named = str(locked / "run"), "locked"
-    proc = subprocess.run([PG_LAB, "wandb.mode=disabled", f"hydra.run.dir={target}"], capture_output=True,
+    proc = cli.run([PG_LAB, "wandb.mode=disabled", f"hydra.run.dir={target}"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode != 0
     assert named in proc.stderr + proc.stdout

@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import cli
 import psutil
 import pytest
 import torch
@@ -40,7 +41,7 @@ def test_a_refused_command_leaves_no_directory_behind(tmp_path, override):
 @pytest.mark.slow
 def test_a_second_process_on_a_run_directory_is_refused(tmp_path):
     run = tmp_path / "run"
-    first = subprocess.Popen([PG_LAB, "seed=0", "total_steps=200000", "wandb.mode=disabled", "progress_bar=false",
+    first = cli.popen([PG_LAB, "seed=0", "total_steps=200000", "wandb.mode=disabled", "progress_bar=false",
                               f"hydra.run.dir={run}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
@@ -119,7 +120,7 @@ def test_an_interrupted_write_leaves_no_temp_file(tmp_path):
 def test_the_same_config_gives_the_same_weights_whatever_the_thread_defaults(tmp_path):
     """A joblib worker inherits OMP_NUM_THREADS=1, a shell does not: the weights must not depend on it."""
     for threads in ("1", "2"):
-        subprocess.run([PG_LAB, "env=pendulum", "baseline=gae", "seed=1", "total_steps=2000", "wandb.mode=disabled",
+        cli.run([PG_LAB, "env=pendulum", "baseline=gae", "seed=1", "total_steps=2000", "wandb.mode=disabled",
                         "progress_bar=false", f"hydra.run.dir={tmp_path / threads}"], check=True, capture_output=True,
                        env={**os.environ, "OMP_NUM_THREADS": threads}, timeout=300)
     assert max_diff(tmp_path / "1" / "checkpoint.pt", tmp_path / "2" / "checkpoint.pt") == 0.0
@@ -140,7 +141,7 @@ def test_wandb_mode_precedence(compose, monkeypatch):
 @pytest.mark.slow
 def test_wandb_mode_disabled_in_the_environment_writes_no_wandb_files(tmp_path):
     run = tmp_path / "run"
-    subprocess.run([PG_LAB, "total_steps=1000", "progress_bar=false", f"hydra.run.dir={run}"], check=True,
+    cli.run([PG_LAB, "total_steps=1000", "progress_bar=false", f"hydra.run.dir={run}"], check=True,
                    capture_output=True, env={**os.environ, "WANDB_MODE": "disabled"}, timeout=300)
     assert not (run / "wandb").exists()
     assert json.loads((run / "summary.json").read_text())["wandb_mode"] == "disabled"
@@ -155,7 +156,7 @@ def _sweep_cmd(sweep_dir: Path, *overrides: str) -> list[str]:
 @pytest.mark.parametrize("how", ["SIGTERM to the launcher", "SIGINT to the process group (Ctrl-C)"])
 def test_a_signal_stops_every_job_of_a_sweep_with_a_checkpoint_and_prints_the_table(tmp_path, how):
     # four jobs on two workers: short ones (a worker then idles: a signal must not kill it) and long ones
-    proc = subprocess.Popen(_sweep_cmd(tmp_path, "seed=0,1", "total_steps=3000,400000", "checkpoint_every=1"),
+    proc = cli.popen(_sweep_cmd(tmp_path, "seed=0,1", "total_steps=3000,400000", "checkpoint_every=1"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     short, long = tmp_path / "seed=0,total_steps=3000", tmp_path / "seed=0,total_steps=400000"
     deadline = time.time() + 180
@@ -188,7 +189,7 @@ def test_a_signal_stops_every_job_of_a_sweep_with_a_checkpoint_and_prints_the_ta
 @pytest.mark.slow
 def test_a_relaunched_sweep_with_another_config_leaves_finished_jobs_alone(tmp_path):
     job = tmp_path / "seed=0,total_steps=2000"
-    first = subprocess.run(_sweep_cmd(tmp_path, "seed=0", "total_steps=2000"), capture_output=True, text=True,
+    first = cli.run(_sweep_cmd(tmp_path, "seed=0", "total_steps=2000"), capture_output=True, text=True,
                            timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
     record = (job / ".hydra" / "config.yaml").read_text(), (job / "summary.json").read_text()
@@ -196,13 +197,13 @@ def test_a_relaunched_sweep_with_another_config_leaves_finished_jobs_alone(tmp_p
     presets = tmp_path.parent / f"{tmp_path.name}-presets"
     (presets / "experiment").mkdir(parents=True)
     (presets / "experiment" / "longer.yaml").write_text("# @package _global_\nalgo:\n  num_steps: 1000\n")
-    again = subprocess.run(_sweep_cmd(tmp_path, "seed=0", "total_steps=2000", "experiment=longer",
+    again = cli.run(_sweep_cmd(tmp_path, "seed=0", "total_steps=2000", "experiment=longer",
                                       f"hydra.searchpath=[file://{presets}]"),
                            capture_output=True, text=True, timeout=300)
     assert again.returncode != 0
     assert ((job / ".hydra" / "config.yaml").read_text(), (job / "summary.json").read_text()) == record
     assert "refused" in again.stdout and "algo.num_steps: 128 -> 1000" in again.stdout
-    same = subprocess.run(_sweep_cmd(tmp_path, "seed=0", "total_steps=2000"), capture_output=True, text=True,
+    same = cli.run(_sweep_cmd(tmp_path, "seed=0", "total_steps=2000"), capture_output=True, text=True,
                           timeout=300)
     assert same.returncode == 0 and "reused" in same.stdout
 

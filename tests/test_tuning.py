@@ -5,6 +5,7 @@ import json
 import time
 from pathlib import Path
 
+import cli
 import optuna
 import pytest
 import yaml
@@ -133,7 +134,7 @@ def test_a_killed_sweeper_relaunched_reruns_its_cut_off_trial_and_the_jobs_resum
             "hydra.sweeper.seeds=[0]", "hydra.sweeper.pruner=null", "hydra.sweeper.stale_after_s=1",
             "total_steps=20000", "checkpoint_every=1", "wandb.mode=disabled", "progress_bar=false",
             f"hydra.sweep.dir={tmp_path}"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = cli.popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and not any(len(p.read_text().splitlines()) >= 5
                                              for p in tmp_path.glob("*/metrics.jsonl")):
@@ -143,7 +144,7 @@ def test_a_killed_sweeper_relaunched_reruns_its_cut_off_trial_and_the_jobs_resum
     (cut,) = [p.parent for p in tmp_path.glob("*/metrics.jsonl")]
     assert not (cut / "summary.json").exists()
     time.sleep(1.5)  # the dead sweeper's heartbeat goes stale
-    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    done = cli.run(args, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     trials = optuna.load_study(study_name="tune_cartpole", storage=open_storage(None, tmp_path)).trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
