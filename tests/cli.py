@@ -53,10 +53,14 @@ def _forkserver():
 def forks(cmd, env: dict | None) -> bool:
     """Whether `cmd` runs forked from the server: one of pg_lab's commands, in an environment whose settings
     read at import time are the server's."""
-    if not ENABLED or entry_point([str(c) for c in cmd]) is None:
-        return False
+    return ENABLED and entry_point([str(c) for c in cmd]) is not None and not changes_import_time_env(env)
+
+
+def changes_import_time_env(env: dict | None) -> bool:
+    """Whether `env` (None: this process's) gives another value to a setting the server's libraries read at
+    import."""
     changed = set() if env is None else {k for k in set(env) | set(os.environ) if env.get(k) != os.environ.get(k)}
-    return not any(k.startswith(IMPORT_TIME_ENV) for k in changed)
+    return any(k.startswith(IMPORT_TIME_ENV) for k in changed)
 
 
 def entry_point(cmd: list[str]) -> tuple[str, list[str]] | None:

@@ -105,9 +105,12 @@ def test_a_forked_command_is_a_process_of_its_own_in_the_environment_it_was_give
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "WANDB_MODE in the environment" in proc.stderr and (tmp_path / "run" / "summary.json").exists()
     assert cli.run([PG_LAB, "no_such_key=1"], cwd=tmp_path, capture_output=True, timeout=300).returncode == 1
-    assert cli.forks([PG_LAB], None) and cli.forks([sys.executable, "-m", "pg_lab"], {**os.environ, "X": "1"})
-    assert not cli.forks([PG_LAB], {**os.environ, "OMP_NUM_THREADS": "3"})
-    assert not cli.forks([WANDB, "--version"], None)
+    assert cli.entry_point([PG_LAB]) == ("pg_lab.train:main", [PG_LAB])
+    target, argv = cli.entry_point([sys.executable, "-m", "pg_lab", "seed=1"])
+    assert target == "pg_lab.train:main" and argv[0].endswith("__main__.py") and argv[1:] == ["seed=1"]
+    assert cli.entry_point([WANDB, "--version"]) is None
+    assert cli.changes_import_time_env({**os.environ, "OMP_NUM_THREADS": "3"})
+    assert not cli.changes_import_time_env({**os.environ, "X": "1"}) and not cli.changes_import_time_env(None)
 
 
 def test_python_dash_m_and_hydra_cli():
