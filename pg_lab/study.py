@@ -142,12 +142,13 @@ def _plot(out: Path, formats, draw, *args, size: tuple[float, float] = (6.4, 4.2
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    matplotlib.rcParams["svg.hashsalt"] = "pg_lab"  # the same figure gives the same SVG (no churn in git)
     fig, ax = plt.subplots(figsize=size, dpi=110)
     draw(ax, *args)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     for f in formats:
-        fig.savefig(out.with_suffix(f".{f}"))
+        fig.savefig(out.with_suffix(f".{f}"), metadata={"Date": None} if f == "svg" else None)
     plt.close(fig)
     return out.with_suffix(".png").name
 
@@ -251,6 +252,10 @@ def study(roots: list[Path], report: Path, figures: Path | None = None, formats=
     arms = sorted({a for _, a in cells}, key=lambda a: (HEADS.index(a[0]) if a[0] in HEADS else 9, a[1]))
     per_task_rows, figs = per_task(cells, tasks, arms, figures, formats, points)
     agg_rows, poi_rows, agg_figs = aggregates(cells, tasks, arms, figures, formats)
+    produced = {Path(name).stem for names in figs.values() for name in names} | {Path(n).stem for n in agg_figs}
+    for old in figures.iterdir():  # an earlier regeneration's figure (an aggregate over fewer tasks, say)
+        if old.suffix.lstrip(".") in formats and old.stem not in produced:
+            old.unlink()
     claims = chou_claims(cells, tasks, points)
     compute = sum(float((RunDir(r.path).read_summary() or {}).get("wall_time_s", 0.0)) for r in runs)
 

@@ -62,7 +62,11 @@ def test_probability_of_improvement_averages_over_tasks():
 
 def test_report_reads_the_claims_off_the_intervals(study_dir, tmp_path, capsys):
     report = tmp_path / "docs" / "study.md"
+    stale = tmp_path / "docs" / "study" / "iqm_1_tasks_2_arms.png"  # from a regeneration with fewer tasks
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
     main([str(study_dir), "--report", str(report), "--formats", "png"])
+    assert not stale.exists()
     text = report.read_text()
     rows = {line.split(" | ")[0] + "|" + line.split(" | ")[1]: line for line in text.splitlines()
             if line.startswith("| Humanoid") or line.startswith("| InvertedPendulum")}
