@@ -152,6 +152,8 @@ class Popen:
         self._process.join(timeout)
         if self.poll() is None:
             raise subprocess.TimeoutExpired(self.args, timeout)
+        if not any(self._keep.values()):  # nothing for communicate() to read
+            shutil.rmtree(self._dir, ignore_errors=True)
         return self.returncode
 
     def send_signal(self, signum: int) -> None:
