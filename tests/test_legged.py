@@ -258,7 +258,7 @@ def test_short_training_on_each_model(tmp_path, env_name):
     # the command-tracking evaluation: one episode per command, a plot, a video with the velocities drawn on
     video = ["--video", "commands.mp4"] if _offscreen_gl() else []
     proc = cli.run([EVAL, str(tmp_path), "--commands", "0.5,0,0", "1.0,0.2,0", "--seconds", "0.3", *video],
-                          capture_output=True, text=True, timeout=300)
+                   capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((tmp_path / "eval_commands.json").read_text())
     assert [r["command"] for r in report["commands"]] == [[0.5, 0.0, 0.0], [1.0, 0.2, 0.0]]

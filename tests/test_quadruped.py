@@ -114,7 +114,7 @@ def test_eval_writes_a_decodable_mp4(trained_runs):
     run = trained_runs / "beta"
     video = run / "eval.mp4"
     proc = cli.run([EVAL, str(run), "--episodes", "2", "--max-steps", "15", "--video"],  # default path
-                          capture_output=True, text=True, timeout=300)
+                   capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     frames = np.stack(list(iio.imiter(video)))
     assert frames.shape[0] == 15 and frames.shape[-1] == 3 and frames.std() > 1  # an image, not a blank
@@ -135,7 +135,7 @@ def test_eval_logs_results_and_video_to_wandb(trained_runs):
     run = trained_runs / "gaussian"
     proc = cli.run([EVAL, str(run), "--episodes", "1", "--max-steps", "10", "--video", str(run / "e.mp4"),
                            "--wandb"], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "WANDB_SILENT": "true"})
+                   env={**os.environ, "WANDB_SILENT": "true"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     (offline,) = (run / "wandb").glob("offline-run-*")  # the training run had W&B disabled: a new offline run
     assert list(offline.rglob("*.mp4")), "the video was not logged"

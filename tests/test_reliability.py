@@ -55,7 +55,7 @@ def max_diff(a: Path, b: Path) -> float:
 
 def start(run_dir: Path, args: list[str] = ARGS) -> subprocess.Popen:
     return cli.popen([PG_LAB, *args, f"hydra.run.dir={run_dir}"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                     stderr=subprocess.PIPE, text=True)
 
 
 def wait_for_checkpoint_after_first_update(proc: subprocess.Popen, run_dir: Path) -> None:
@@ -106,7 +106,7 @@ STEP_MODE = {  # episodes that straddle checkpoints: the envs' state is in the c
 def test_kill_9_and_relaunch_is_bit_identical_in_step_batching(tmp_path, args):
     args = [*args, "wandb.mode=disabled", "progress_bar=false"]
     cli.run([PG_LAB, *args, f"hydra.run.dir={tmp_path / 'straight'}"], check=True, capture_output=True,
-                   timeout=300)
+            timeout=300)
     killed = tmp_path / "killed"
     proc = start(killed, args)
     wait_for_checkpoint_after_first_update(proc, killed)
@@ -140,10 +140,10 @@ def test_sigterm_checkpoints_and_says_interrupted_then_resumes(tmp_path, straigh
 def test_resume_option_continues_a_run_dir(tmp_path):
     run = tmp_path / "first"
     cli.run([PG_LAB, "total_steps=3000", "wandb.mode=disabled", f"hydra.run.dir={run}"], check=True,
-                   capture_output=True, timeout=300)
+            capture_output=True, timeout=300)
     steps = load_checkpoint(run / "checkpoint.pt")["progress"]["step"]
     cli.run([PG_LAB, f"resume={run}", "total_steps=6000", f"hydra.run.dir={tmp_path / 'other'}"],
-                   check=True, capture_output=True, timeout=300)
+            check=True, capture_output=True, timeout=300)
     assert load_checkpoint(run / "checkpoint.pt")["progress"]["step"] > steps >= 3000
     assert [m["step"] for m in metrics(run)][-1] >= 6000
     # an override that would change the run is refused, not silently ignored
@@ -329,13 +329,13 @@ def test_resume_without_a_checkpoint_and_a_corrupt_checkpoint_are_refused(tmp_pa
     empty = tmp_path / "empty"
     empty.mkdir()
     proc = cli.run([PG_LAB, f"resume={empty}", f"hydra.run.dir={tmp_path / 'x'}"], capture_output=True,
-                          text=True, timeout=120)
+                   text=True, timeout=120)
     assert proc.returncode != 0 and f"resume={empty}: no checkpoint.pt" in proc.stderr
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     (corrupt / "checkpoint.pt").write_bytes(b"not a checkpoint")
     proc = cli.run([PG_LAB, "wandb.mode=disabled", f"hydra.run.dir={corrupt}"], capture_output=True,
-                          text=True, timeout=120)
+                   text=True, timeout=120)
     assert proc.returncode != 0 and "checkpoint" in proc.stderr and "corrupt" in proc.stderr
     assert not (corrupt / "summary.json").exists()
 
@@ -349,7 +349,7 @@ def test_an_unwritable_output_dir_is_refused(tmp_path):
         locked.mkdir(mode=0o500)
         target, named = str(locked / "run"), "locked"
     proc = cli.run([PG_LAB, "wandb.mode=disabled", f"hydra.run.dir={target}"], capture_output=True,
-                          text=True, timeout=120)
+                   text=True, timeout=120)
     assert proc.returncode != 0
     assert named in proc.stderr + proc.stdout
 

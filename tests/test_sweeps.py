@@ -17,7 +17,7 @@ def sweep(sweep_dir: Path, *overrides: str, timeout: int = 300) -> subprocess.Co
     if not any(o.startswith("wandb.mode=") for o in overrides):
         cmd.append("wandb.mode=disabled")
     return cli.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "WANDB_SILENT": "true"})
+                   env={**os.environ, "WANDB_SILENT": "true"})
 
 
 def summaries(sweep_dir: Path) -> dict[str, dict]:
@@ -54,7 +54,7 @@ def test_joblib_sweep_one_wandb_run_per_job_in_one_group(tmp_path):
 
 def test_a_sweep_name_that_leaves_outputs_is_refused_before_any_directory_is_made(tmp_path):
     proc = cli.run([PG_LAB, "-m", "name=../../escaped", "total_steps=2000", "wandb.mode=disabled"],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+                   capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 2 and "name='../../escaped'" in proc.stderr
     assert not (tmp_path / "escaped").exists() and not (tmp_path.parent / "escaped").exists()
 

@@ -122,7 +122,7 @@ def test_the_same_config_gives_the_same_weights_whatever_the_thread_defaults(tmp
     for threads in ("1", "2"):
         cli.run([PG_LAB, "env=pendulum", "baseline=gae", "seed=1", "total_steps=2000", "wandb.mode=disabled",
                         "progress_bar=false", f"hydra.run.dir={tmp_path / threads}"], check=True, capture_output=True,
-                       env={**os.environ, "OMP_NUM_THREADS": threads}, timeout=300)
+                env={**os.environ, "OMP_NUM_THREADS": threads}, timeout=300)
     assert max_diff(tmp_path / "1" / "checkpoint.pt", tmp_path / "2" / "checkpoint.pt") == 0.0
 
 
@@ -142,7 +142,7 @@ def test_wandb_mode_precedence(compose, monkeypatch):
 def test_wandb_mode_disabled_in_the_environment_writes_no_wandb_files(tmp_path):
     run = tmp_path / "run"
     cli.run([PG_LAB, "total_steps=1000", "progress_bar=false", f"hydra.run.dir={run}"], check=True,
-                   capture_output=True, env={**os.environ, "WANDB_MODE": "disabled"}, timeout=300)
+            capture_output=True, env={**os.environ, "WANDB_MODE": "disabled"}, timeout=300)
     assert not (run / "wandb").exists()
     assert json.loads((run / "summary.json").read_text())["wandb_mode"] == "disabled"
 
@@ -157,7 +157,7 @@ def _sweep_cmd(sweep_dir: Path, *overrides: str) -> list[str]:
 def test_a_signal_stops_every_job_of_a_sweep_with_a_checkpoint_and_prints_the_table(tmp_path, how):
     # four jobs on two workers: short ones (a worker then idles: a signal must not kill it) and long ones
     proc = cli.popen(_sweep_cmd(tmp_path, "seed=0,1", "total_steps=3000,400000", "checkpoint_every=1"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     short, long = tmp_path / "seed=0,total_steps=3000", tmp_path / "seed=0,total_steps=400000"
     deadline = time.time() + 180
     while not ((short / "summary.json").exists() and (long / "checkpoint.pt").exists()) and time.time() < deadline:
@@ -190,7 +190,7 @@ def test_a_signal_stops_every_job_of_a_sweep_with_a_checkpoint_and_prints_the_ta
 def test_a_relaunched_sweep_with_another_config_leaves_finished_jobs_alone(tmp_path):
     job = tmp_path / "seed=0,total_steps=2000"
     first = cli.run(_sweep_cmd(tmp_path, "seed=0", "total_steps=2000"), capture_output=True, text=True,
-                           timeout=300)
+                    timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
     record = (job / ".hydra" / "config.yaml").read_text(), (job / "summary.json").read_text()
     # experiment= is not part of the job's directory name, so this lands on the finished job
@@ -199,12 +199,12 @@ def test_a_relaunched_sweep_with_another_config_leaves_finished_jobs_alone(tmp_p
     (presets / "experiment" / "longer.yaml").write_text("# @package _global_\nalgo:\n  num_steps: 1000\n")
     again = cli.run(_sweep_cmd(tmp_path, "seed=0", "total_steps=2000", "experiment=longer",
                                       f"hydra.searchpath=[file://{presets}]"),
-                           capture_output=True, text=True, timeout=300)
+                    capture_output=True, text=True, timeout=300)
     assert again.returncode != 0
     assert ((job / ".hydra" / "config.yaml").read_text(), (job / "summary.json").read_text()) == record
     assert "refused" in again.stdout and "algo.num_steps: 128 -> 1000" in again.stdout
     same = cli.run(_sweep_cmd(tmp_path, "seed=0", "total_steps=2000"), capture_output=True, text=True,
-                          timeout=300)
+                   timeout=300)
     assert same.returncode == 0 and "reused" in same.stdout
 
 
