@@ -126,8 +126,9 @@ def test_sigterm_checkpoints_and_says_interrupted_then_resumes(tmp_path, straigh
     proc = start(run)
     wait_for_checkpoint_after_first_update(proc, run)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
-    assert f"resume with  pg-lab resume={run}" in proc.stderr.read()  # the exact command, the directory named
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert f"resume with  pg-lab resume={run}" in err  # the exact command, the directory named
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "interrupted" and 0 < summary["total_steps"] < 20000
     assert load_checkpoint(run / "checkpoint.pt")["progress"]["step"] == summary["total_steps"]
