@@ -51,7 +51,8 @@ BOOKKEEPING_KEYS = ("wandb.mode", "wandb.project", "wandb.entity", "wandb.group"
 FINGERPRINT_IGNORED = (*BOOKKEEPING_KEYS, "total_steps")
 # keys added after runs were recorded, at the value that does what runs did before the key existed: left out of
 # the record at that value, so older records (studies, benchmarks) still match the configs that made them
-OMITTED_AT_DEFAULT = {"env.backend": "mujoco"}
+OMITTED_AT_DEFAULT = {"env.backend": "mujoco", "env.kwargs.tracking_sigma": 0.25,
+                      "env.kwargs.rewards.command_progress": 0.0}
 SEED_KEY = "seed"
 
 

@@ -181,10 +181,12 @@ def test_the_gpu_preset_pays_a_standing_robot_where_the_cpu_preset_clips_it_to_z
     assert standing_reward(compose("env=go1", "experiment=legged_gpu")) > 0.0
 
 
-def test_env_backend_at_its_default_stays_out_of_run_records(compose):
-    """Records made before `env.backend` existed (a study's, a benchmark's) must still match the config that made
+@pytest.mark.parametrize("key,other", [("env.backend", "warp"), ("env.kwargs.tracking_sigma", 1.0),
+                                       ("env.kwargs.rewards.command_progress", 2.0)])
+def test_keys_added_later_stay_out_of_run_records_at_their_default(compose, key, other):
+    """Records made before a key existed (a study's, a benchmark's) must still match the config that made
     them: at its default the key is left out of the record; any other value is recorded."""
     from pg_lab.rundir import flat_config
 
-    assert "env.backend" not in flat_config(compose("env=go1"))
-    assert flat_config(compose("env=go1", "env.backend=warp"))["env.backend"] == "warp"
+    assert key not in flat_config(compose("env=go1"))
+    assert flat_config(compose("env=go1", f"{key}={other}"))[key] == other

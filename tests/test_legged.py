@@ -134,6 +134,26 @@ def test_velocity_task_samples_commands_and_rewards_tracking():
     assert reward == pytest.approx(expected)
 
 
+def test_command_progress_grows_from_zero_standing_to_the_commanded_speed_on_it():
+    """The linear tracking term: |c| - |c - v| over the horizontal velocity, so a standing robot earns 0, one that
+    tracks earns |c|, and every step towards the command earns more (the kernels are flat far from it)."""
+    only = {k: 0.0 for k in REWARDS} | {"command_progress": 1.0}
+    env = LeggedEnv("go1", task="velocity", only_positive_rewards=False, rewards=only, reset_noise_scale=0.0)
+    env.reset(seed=0)
+    env.set_command(1.2, -0.5, 0.0)
+    _, standing, _, _, info = env.step(np.zeros(12, dtype=np.float32))
+    v = info["velocity"][:2]
+    assert np.abs(v).max() < 0.05 and abs(standing) < 0.05 * env.dt
+    assert standing == pytest.approx(env.dt * (np.hypot(1.2, -0.5) - np.hypot(1.2 - v[0], -0.5 - v[1])))
+    qpos, qvel = env.data.qpos.copy(), env.data.qvel.copy()
+    qvel[:2] = [0.6, 0.8]  # a push sideways of the command: the distance to it is scored, not a projection on it
+    env.set_state(qpos, qvel)
+    _, moving, _, _, info = env.step(np.zeros(12, dtype=np.float32))
+    v = info["velocity"][:2]
+    assert np.linalg.norm(v) > 0.3
+    assert moving == pytest.approx(env.dt * (np.hypot(1.2, -0.5) - np.hypot(1.2 - v[0], -0.5 - v[1])))
+
+
 def test_penalties_never_make_the_reward_negative_unless_asked():
     for clip in (True, False):
         env = LeggedEnv("go1", rewards={"forward_velocity": 0.0, "torques": -1.0}, only_positive_rewards=clip)

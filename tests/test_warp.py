@@ -29,8 +29,10 @@ DEVICE = os.environ.get("PG_LAB_WARP_DEVICE", "cpu")  # scripts/gpu_warp.sh runs
 @pytest.fixture(scope="module", params=["forward", "velocity"])
 def pair(request):
     """A CPU env and two Warp worlds of the same task."""
-    cpu = gym.make("pg_lab/Legged-v0", task=request.param)
-    warp = WarpLeggedVecEnv(2, device=DEVICE, task=request.param)
+    # the velocity task with its linear tracking term on too, so that every term is compared
+    kwargs = {"task": request.param, **({"rewards": {"command_progress": 2.0}} if request.param == "velocity" else {})}
+    cpu = gym.make("pg_lab/Legged-v0", **kwargs)
+    warp = WarpLeggedVecEnv(2, device=DEVICE, **kwargs)
     yield cpu, warp
     cpu.close()
     warp.close()

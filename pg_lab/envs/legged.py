@@ -63,6 +63,7 @@ REWARDS = {  # per second (× control_dt per step): legged_gym's regulariser wei
     "forward_velocity": 2.0,    # task=forward: the trunk's velocity along the world x axis, capped at max_forward_speed
     "tracking_lin_vel": 1.0,    # task=velocity: exp(-|v_xy - command_xy|² / tracking_sigma)
     "tracking_ang_vel": 0.5,    # task=velocity: exp(-(yaw rate - command)² / tracking_sigma)
+    "command_progress": 0.0,    # task=velocity: |command_xy| - |command_xy - v_xy| (m/s): 0 standing, |command| on it
     "heading": -1.0,            # task=forward: (heading error)², rad²
     "alive": 0.0,               # per second not fallen (off: it paid for standing; the fall penalty does its job)
     "termination": -2.0,        # per fall, not per second, added after the clip (legged_gym's)
@@ -360,6 +361,9 @@ class LeggedEnv(MujocoEnv):
         else:
             terms["tracking_lin_vel"] = np.exp(-np.sum((self.command[:2] - lin[:2]) ** 2) / self.tracking_sigma)
             terms["tracking_ang_vel"] = np.exp(-(self.command[2] - ang[2]) ** 2 / self.tracking_sigma)
+            # the forward task's reward along the command: it grows linearly from standing (0) to tracking
+            # (|command|), where the exponential kernels above are flat far from the command
+            terms["command_progress"] = float(np.hypot(*self.command[:2]) - np.hypot(*(self.command[:2] - lin[:2])))
         dt = self.dt
         gravity = self._gravity()
         torque = d.actuator_force

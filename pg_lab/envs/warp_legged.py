@@ -255,6 +255,7 @@ class WarpLeggedVecEnv:
             sigma = self.template.tracking_sigma
             terms["tracking_lin_vel"] = torch.exp(-((self.command[:, :2] - lin[:, :2]) ** 2).sum(1) / sigma)
             terms["tracking_ang_vel"] = torch.exp(-(self.command[:, 2] - ang[:, 2]) ** 2 / sigma)
+            terms["command_progress"] = self.command[:, :2].norm(dim=1) - (self.command[:, :2] - lin[:, :2]).norm(dim=1)
         touching = self._ground_contacts()
         in_contact = touching[:, self.feet]
         self.air_time += dt
