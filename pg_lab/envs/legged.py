@@ -64,7 +64,7 @@ REWARDS = {  # per second (× control_dt per step): legged_gym's regulariser wei
     "tracking_lin_vel": 1.0,    # task=velocity: exp(-|v_xy - command_xy|² / tracking_sigma)
     "tracking_ang_vel": 0.5,    # task=velocity: exp(-(yaw rate - command)² / tracking_sigma)
     "command_progress": 0.0,    # task=velocity: |command_xy| - |command_xy - v_xy| (m/s): 0 standing, |command| on it
-    "heading": -1.0,            # task=forward: (heading error)², rad²
+    "heading": -0.25,           # task=forward: (heading error)², rad² (at -1.0 a drifting Go2's steps all clipped to 0)
     "alive": 0.0,               # per second not fallen (off: it paid for standing; the fall penalty does its job)
     "termination": -2.0,        # per fall, not per second, added after the clip (legged_gym's)
     "lin_vel_z": -2.0,          # vertical trunk velocity²
