@@ -26,7 +26,9 @@ Tasks (`task`):
   yaw-rate tracking bonus (legged_gym's `tracking_ang_vel`) pays 0.5/s for standing still and takes part of it
   back for every step's wobble; with it Go1 and Go2 both stood at 0.4M and 0.54M steps.
 - `velocity`: track a command (vx, vy, yaw rate) sampled per episode from `command_ranges`, with legged_gym's
-  exponential tracking rewards.
+  exponential tracking rewards (width `tracking_sigma`), and optionally `command_progress`, the forward task's
+  linear reward along the command (|c| − |c − v|: 0 standing, |c| on it; off by default: at weight 2.0 Go1 still
+  did not track at 1M steps, docs/results/tuning_legged.md row 24).
 Both add the usual regularisers (orientation, base height, vertical and roll/pitch velocity, torques, joint
 acceleration, action rate, feet air time, collisions of other bodies with the ground), each a weight in
 `rewards`; the reward per step is control_dt × Σ weight × term (legged_gym's scale), clipped at 0 from below
