@@ -136,6 +136,21 @@ def legend_labels(names: list[str]) -> dict[str, str]:
     return {n: ",".join(kv for kv in p if kv not in common) or n for n, p in parts.items()}
 
 
+# the date fields matplotlib stamps: without them (and with a fixed SVG id salt) the same figure is the same bytes,
+# so a regenerated report changes in git only where its figures do
+_NO_DATE = {".svg": {"Date": None}, ".pdf": {"CreationDate": None}}
+
+
+def save_figure(fig, paths: list[Path]) -> None:
+    """Save `fig` to each path (the format from its suffix), byte-for-byte reproducibly, and close it."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+    with matplotlib.rc_context({"svg.hashsalt": "pg_lab"}):
+        for path in paths:
+            fig.savefig(path, metadata=_NO_DATE.get(Path(path).suffix))
+    plt.close(fig)
+
+
 def plot_task(task: str, grid: np.ndarray, curves: dict[str, np.ndarray], out: Path,
               formats: tuple[str, ...] = FORMATS) -> list[Path]:
     """The task's curves, saved as out.<format> for each format; returns the files."""
@@ -157,9 +172,7 @@ def plot_task(task: str, grid: np.ndarray, curves: dict[str, np.ndarray], out: P
     ax.legend(fontsize=8)
     fig.tight_layout()
     files = [out.with_suffix(f".{f}") for f in formats]
-    for f in files:
-        fig.savefig(f)
-    plt.close(fig)
+    save_figure(fig, files)
     return files
 
 

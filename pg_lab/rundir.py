@@ -50,8 +50,10 @@ BOOKKEEPING_KEYS = ("wandb.mode", "wandb.project", "wandb.entity", "wandb.group"
 # also not part of a run's config fingerprint: a resumed run may be given more steps
 FINGERPRINT_IGNORED = (*BOOKKEEPING_KEYS, "total_steps")
 # keys added after runs were recorded, at the value that does what runs did before the key existed: left out of
-# the record at that value, so older records (studies, benchmarks) still match the configs that made them
-OMITTED_AT_DEFAULT = {"env.backend": "mujoco", "env.kwargs.tracking_sigma": 0.25,
+# the record at that value, and out of comparisons with records that hold it there (bootstrap_truncation was
+# recorded for a while), so records from before and after the key (studies, benchmarks) match the configs that
+# made them
+OMITTED_AT_DEFAULT = {"env.backend": "mujoco", "algo.bootstrap_truncation": None, "env.kwargs.tracking_sigma": 0.25,
                       "env.kwargs.rewards.command_progress": 0.0}
 SEED_KEY = "seed"
 
@@ -86,11 +88,17 @@ def flat_config(cfg: DictConfig) -> dict[str, Any]:
     return flat
 
 
+def _at_defaults_omitted(flat: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in flat.items() if not (k in OMITTED_AT_DEFAULT and v == OMITTED_AT_DEFAULT[k])}
+
+
 def fingerprint(flat: dict[str, Any]) -> str:
+    flat = _at_defaults_omitted(flat)
     return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    old, new = _at_defaults_omitted(old), _at_defaults_omitted(new)
     return [f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}"
             for k in sorted(old.keys() | new.keys()) if old.get(k, "<absent>") != new.get(k, "<absent>")]
 

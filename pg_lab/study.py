@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from pg_lab.compare import FORMATS, Run, bootstrap_ci, difference_ci, load_runs
+from pg_lab.compare import FORMATS, Run, bootstrap_ci, difference_ci, load_runs, save_figure
 from pg_lab.rundir import RunDir
 
 DIAGNOSTICS = ("clip_frac", "near_bound_frac")
@@ -142,14 +142,11 @@ def _plot(out: Path, formats, draw, *args, size: tuple[float, float] = (6.4, 4.2
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    matplotlib.rcParams["svg.hashsalt"] = "pg_lab"  # the same figure gives the same SVG (no churn in git)
     fig, ax = plt.subplots(figsize=size, dpi=110)
     draw(ax, *args)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    for f in formats:
-        fig.savefig(out.with_suffix(f".{f}"), metadata={"Date": None} if f == "svg" else None)
-    plt.close(fig)
+    save_figure(fig, [out.with_suffix(f".{f}") for f in formats])
     return out.with_suffix(".png").name
 
 

@@ -23,7 +23,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pg_lab.rundir import RunDir
+from pg_lab.compare import save_figure
+from pg_lab.rundir import RunDir, fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,7 +69,7 @@ def expected_fingerprint(task: str, seed: int, extra: list[str]) -> str:
     from hydra import compose, initialize_config_dir
 
     from pg_lab.config import register_schema, validate
-    from pg_lab.rundir import fingerprint, flat_config
+    from pg_lab.rundir import flat_config
     from pg_lab.train import CONF_DIR
 
     register_schema()
@@ -88,7 +89,8 @@ def result(task: str, seed: int) -> dict | None:
     hit = next((r for r in rows if (r.get("return_recent_mean") or 0) >= 475), None)
     return {"task": task, "seed": seed, "final": summary["final_return_mean"], "steps_to_475": hit and hit["step"],
             "wall_time_s": summary["wall_time_s"], "steps": summary["total_steps"],
-            "fingerprint": summary.get("config_fingerprint"),
+            # from the recorded config, not the recorded hash: keys added since are compared at their defaults
+            "fingerprint": fingerprint(summary["config"]) if "config" in summary else summary.get("config_fingerprint"),
             "curve": [(r["step"], r["return_recent_mean"]) for r in rows if r.get("return_recent_mean") is not None]}
 
 
@@ -121,13 +123,9 @@ def plot(task: str, results: list[dict], out: Path) -> list[str]:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    names = []
-    for fmt in ("png", "svg"):
-        path = out / f"{task}.{fmt}"
-        fig.savefig(path)
-        names.append(path.name)
-    plt.close(fig)
-    return names
+    paths = [out / f"{task}.{fmt}" for fmt in ("png", "svg")]
+    save_figure(fig, paths)
+    return [p.name for p in paths]
 
 
 def report(results: list[dict], tasks: list[str]) -> str:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pg_lab.compare import bootstrap_ci, compare, main, probability_of_improvement
+from pg_lab.compare import bootstrap_ci, compare, main, probability_of_improvement, save_figure
 
 
 def fake_run(root: Path, env_id: str, policy: str, seed: int, level: float, steps: int = 10000,
@@ -123,3 +123,23 @@ def test_legend_labels_drop_what_every_group_shares():
     names = ["env=hopper,optimizer=adam,policy=beta", "env=hopper,optimizer=adam,policy=gaussian"]
     assert legend_labels(names) == {names[0]: "policy=beta", names[1]: "policy=gaussian"}
     assert legend_labels(["policy=beta"]) == {"policy=beta": "policy=beta"}  # one group keeps its name
+
+
+def test_a_figure_saved_again_is_the_same_bytes(tmp_path):
+    """Regenerated reports change in git only where their figures do: no dates, no random SVG ids."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def draw(name):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1, 2], [1, 3, 2], label="a")
+        ax.fill_between([0, 1, 2], [0, 2, 1], [2, 4, 3], alpha=0.2)
+        ax.legend()
+        paths = [tmp_path / f"{name}.{f}" for f in ("png", "svg", "pdf")]
+        save_figure(fig, paths)
+        return [p.read_bytes() for p in paths]
+
+    first = draw("first")
+    assert not plt.get_fignums()  # closed
+    assert draw("second") == first

@@ -181,8 +181,11 @@ def test_the_gpu_preset_pays_a_standing_robot_where_the_cpu_preset_clips_it_to_z
     assert standing_reward(compose("env=go1", "experiment=legged_gpu")) > 0.0
 
 
-@pytest.mark.parametrize("key,other", [("env.backend", "warp"), ("env.kwargs.tracking_sigma", 1.0),
-                                       ("env.kwargs.rewards.command_progress", 2.0)])
+ADDED_LATER = [("env.backend", "warp"), ("env.kwargs.tracking_sigma", 1.0),
+               ("env.kwargs.rewards.command_progress", 2.0), ("algo.bootstrap_truncation", False)]
+
+
+@pytest.mark.parametrize("key,other", ADDED_LATER)
 def test_keys_added_later_stay_out_of_run_records_at_their_default(compose, key, other):
     """Records made before a key existed (a study's, a benchmark's) must still match the config that made
     them: at its default the key is left out of the record; any other value is recorded."""
@@ -190,3 +193,17 @@ def test_keys_added_later_stay_out_of_run_records_at_their_default(compose, key,
 
     assert key not in flat_config(compose("env=go1"))
     assert flat_config(compose("env=go1", f"{key}={other}"))[key] == other
+
+
+@pytest.mark.parametrize("key,other", ADDED_LATER)
+def test_a_record_that_holds_a_later_key_at_its_default_matches_one_without_it(compose, key, other):
+    """algo.bootstrap_truncation was recorded for a while before it was left out: records from either side
+    must match each other and today's config, by comparison and by fingerprint; another value must not."""
+    from pg_lab.rundir import OMITTED_AT_DEFAULT, config_differences, fingerprint, flat_config
+
+    today = flat_config(compose("env=go1"))
+    holding_it = {**today, key: OMITTED_AT_DEFAULT[key]}
+    assert config_differences(holding_it, today) == [] and fingerprint(holding_it) == fingerprint(today)
+    changed = {**today, key: other}
+    assert config_differences(changed, today) == [f"{key}: {other!r} -> '<absent>'"]
+    assert fingerprint(changed) != fingerprint(today)
