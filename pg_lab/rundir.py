@@ -54,7 +54,7 @@ FINGERPRINT_IGNORED = (*BOOKKEEPING_KEYS, "total_steps")
 # recorded for a while), so records from before and after the key (studies, benchmarks) match the configs that
 # made them
 OMITTED_AT_DEFAULT = {"env.backend": "mujoco", "algo.bootstrap_truncation": None, "env.kwargs.tracking_sigma": 0.25,
-                      "env.kwargs.rewards.command_progress": 0.0}
+                      "env.kwargs.rewards.command_progress": 0.0, "env.kwargs.command_curriculum": None}
 SEED_KEY = "seed"
 
 
@@ -180,7 +180,10 @@ class RunDir:
         return REPLACED in self.path.name
 
     def remove_if_empty(self) -> None:
-        """After a refusal: leave no run directory behind (only an empty one is removed)."""
+        """After a refusal: leave no run directory behind. Removed only when it holds nothing, or nothing but the
+        job's log with no run record (a library that logs a line while the env is built opens the log)."""
+        if not self.is_run() and self.log.is_file() and [p.name for p in self.path.iterdir()] == [self.log.name]:
+            self.log.unlink()
         try:
             self.path.rmdir()
         except OSError:

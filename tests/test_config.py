@@ -195,6 +195,15 @@ def test_keys_added_later_stay_out_of_run_records_at_their_default(compose, key,
     assert flat_config(compose("env=go1", f"{key}={other}"))[key] == other
 
 
+def test_the_command_curriculum_is_recorded_only_when_on(compose):
+    from pg_lab.rundir import flat_config
+
+    off = flat_config(compose("env=quadruped_velocity"))
+    assert not any(k.startswith("env.kwargs.command_curriculum") for k in off)
+    on = flat_config(compose("env=quadruped_velocity", "env.kwargs.command_curriculum={step:0.1}"))
+    assert on["env.kwargs.command_curriculum.step"] == 0.1
+
+
 @pytest.mark.parametrize("key,other", ADDED_LATER)
 def test_a_record_that_holds_a_later_key_at_its_default_matches_one_without_it(compose, key, other):
     """algo.bootstrap_truncation was recorded for a while before it was left out: records from either side

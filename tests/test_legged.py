@@ -154,6 +154,71 @@ def test_command_progress_grows_from_zero_standing_to_the_commanded_speed_on_it(
     assert moving == pytest.approx(env.dt * (np.hypot(1.2, -0.5) - np.hypot(1.2 - v[0], -0.5 - v[1])))
 
 
+def test_the_command_curriculum_widens_the_commands_after_episodes_tracked_well():
+    """legged_gym's curriculum, per env: commands start in narrow ranges and widen towards command_ranges by one
+    step after each episode without a fall that tracked its command well, and only then."""
+    env = LeggedEnv("go1", task="velocity", reset_noise_scale=0.0, command_curriculum={"step": 0.25})
+    env.reset(seed=0)
+    assert env.command_level == 0.0 and 0.0 <= env.command[0] <= 1.0 and env.command[1] == env.command[2] == 0.0
+
+    def episode(command, steps=25, fall=False):
+        env.set_command(*command)
+        for _ in range(steps):
+            env.step(np.zeros(12, dtype=np.float32))
+        if fall:
+            qpos, qvel = env.data.qpos.copy(), env.data.qvel.copy()
+            qpos[2] = 0.05  # the trunk on the ground: a fall
+            env.set_state(qpos, qvel)
+            assert env.step(np.zeros(12, dtype=np.float32))[2]
+        env.reset()
+
+    episode((0.0, 0.0, 0.0))  # standing on a standing command: tracked
+    assert env.command_level == 0.25
+    episode((1.5, 0.0, 0.0))  # standing on a 1.5 m/s command: kernel e^-9
+    assert env.command_level == 0.25
+    episode((0.0, 0.0, 0.0), fall=True)  # tracked, then fell
+    assert env.command_level == 0.25
+    # a quarter of the way from ({vx: [0, 1], vy: [0, 0], yaw: [0, 0]}) to the full ranges
+    assert env._command_ranges_now() == {"vx": [-0.25, 1.125], "vy": [-0.125, 0.125], "yaw": [-0.25, 0.25]}
+    for _ in range(4):
+        episode((0.0, 0.0, 0.0))
+    assert env.command_level == 1.0 and env._command_ranges_now() == env.command_ranges
+    commands = []
+    for seed in range(30):
+        env.reset(seed=seed)
+        commands.append(env.command.copy())
+    c = np.array(commands)
+    assert c[:, 0].min() < -0.3 and abs(c[:, 1]).max() > 0.2 and abs(c[:, 2]).max() > 0.4  # the full ranges
+
+
+def test_the_command_curriculum_level_travels_with_the_captured_state():
+    """Both the level and the episode under way: a resumed env widens its commands as the original does."""
+    a = LeggedEnv("go1", task="velocity", command_curriculum={"step": 0.25})
+    b = LeggedEnv("go1", task="velocity", command_curriculum={"step": 0.25})
+    a.reset(seed=0)
+    for _ in range(2):  # one tracked episode, and one under way when captured
+        a.set_command(0.0, 0.0, 0.0)
+        for _ in range(10):
+            a.step(np.zeros(12, dtype=np.float32))
+        if a.command_level == 0.0:
+            a.reset()
+    b.reset(seed=1)
+    restore_env(b, capture_env(a))
+    a.reset(seed=2)
+    b.reset(seed=2)
+    assert a.command_level == b.command_level == 0.5 and np.array_equal(a.command, b.command)
+
+
+def test_the_command_curriculum_is_refused_where_it_means_nothing():
+    from pg_lab.envs.warp_legged import WarpLeggedVecEnv
+    with pytest.raises(ValueError, match="command_curriculum.stp"):
+        LeggedEnv("go1", task="velocity", command_curriculum={"stp": 0.1})
+    with pytest.raises(ValueError, match="command_curriculum is for task=velocity"):
+        LeggedEnv("go1", command_curriculum={"step": 0.1})
+    with pytest.raises(ValueError, match="env.backend=warp has no command curriculum"):
+        WarpLeggedVecEnv(2, device="cpu", task="velocity", command_curriculum={"step": 0.1})
+
+
 def test_penalties_never_make_the_reward_negative_unless_asked():
     for clip in (True, False):
         env = LeggedEnv("go1", rewards={"forward_velocity": 0.0, "torques": -1.0}, only_positive_rewards=clip)
@@ -304,3 +369,4 @@ def test_the_env_file_lists_every_weight_and_option_at_the_code_defaults():
     kwargs = yaml.safe_load((ROOT / "conf" / "env" / "legged.yaml").read_text())["env"]["kwargs"]
     assert kwargs["rewards"] == REWARDS
     assert kwargs["randomization"] == RANDOMIZATION
+    assert kwargs["command_curriculum"] is None and kwargs["tracking_sigma"] == 0.25  # off; the code's default

@@ -38,6 +38,29 @@ def test_a_refused_command_leaves_no_directory_behind(tmp_path, override):
     assert not run.exists()
 
 
+def test_a_refusal_while_the_env_is_built_leaves_no_directory_behind(tmp_path):
+    """The legged env imports MuJoCo's renderer, whose PyOpenGL logged a line at INFO: the job's log was opened."""
+    run = tmp_path / "run"
+    proc = pg_lab(run, "env=go1", "env.kwargs.task=dance", check=False)
+    assert proc.returncode == 2 and "env.kwargs.task" in proc.stderr
+    assert not run.exists()
+    assert "OpenGL" not in proc.stderr
+
+
+def test_a_directory_holding_only_a_refused_jobs_log_is_removed_and_a_run_is_not(tmp_path):
+    lone = RunDir(tmp_path / "lone")
+    lone.path.mkdir()
+    lone.log.write_text("[INFO] - a library's line\n")
+    lone.remove_if_empty()
+    assert not lone.path.exists()
+    run = RunDir(tmp_path / "run")
+    (run.path / ".hydra").mkdir(parents=True)
+    run.config.write_text("seed: 0\n")
+    run.log.write_text("finished\n")
+    run.remove_if_empty()
+    assert run.log.is_file() and run.config.is_file()
+
+
 @pytest.mark.slow
 def test_a_second_process_on_a_run_directory_is_refused(tmp_path):
     run = tmp_path / "run"

@@ -28,7 +28,9 @@ Tasks (`task`):
 - `velocity`: track a command (vx, vy, yaw rate) sampled per episode from `command_ranges`, with legged_gym's
   exponential tracking rewards (width `tracking_sigma`), and optionally `command_progress`, the forward task's
   linear reward along the command (|c| − |c − v|: 0 standing, |c| on it; off by default: at weight 2.0 Go1 still
-  did not track at 1M steps, docs/results/tuning_legged.md row 24).
+  did not track at 1M steps, docs/results/tuning_legged.md row 24). `command_curriculum` (off by default; a dict,
+  see CURRICULUM) draws the commands from narrow `start` ranges first and widens them towards `command_ranges`
+  by `step` after every episode the env tracked well, as legged_gym's curriculum does.
 Both add the usual regularisers (orientation, base height, vertical and roll/pitch velocity, torques, joint
 acceleration, action rate, feet air time, collisions of other bodies with the ground), each a weight in
 `rewards`; the reward per step is control_dt × Σ weight × term (legged_gym's scale), clipped at 0 from below
@@ -87,6 +89,11 @@ RANDOMIZATION = {
     "push_velocity": 0.5,       # m/s: the largest horizontal trunk velocity a push adds
     "obs_noise": 0.0,           # scale of uniform noise on the observation (× each part's level below)
 }
+CURRICULUM = {  # task=velocity, `command_curriculum`: legged_gym's command curriculum, per env
+    "start": {"vx": [0.0, 1.0], "vy": [0.0, 0.0], "yaw": [0.0, 0.0]},  # the ranges at level 0
+    "step": 0.1,        # the level's rise (0 -> 1: start -> command_ranges) after each episode tracked well
+    "threshold": 0.8,   # tracked well: no fall, and the tracking_lin_vel kernel's mean over the episode >= this
+}
 _COMPILED: dict[tuple, tuple[mujoco.MjModel, list[bool]]] = {}
 HEADING_GAIN = 0.5  # legged_gym's heading command: yaw rate = 0.5 × heading error, clipped to ±1 rad/s
 NOISE_LEVELS = {"gravity": 0.05, "lin_vel": 0.1, "ang_vel": 0.2, "joint_pos": 0.01, "joint_vel": 1.5}
@@ -100,6 +107,7 @@ class LeggedEnv(MujocoEnv):
                  nominal_height: float | None = None, kp: float = 20.0, kd: float = 0.5, action_scale: float = 0.5,
                  control_dt: float = 0.02, physics_dt: float | None = None, max_forward_speed: float = 2.0,
                  command_ranges: dict[str, list[float]] | None = None, tracking_sigma: float = 0.25,
+                 command_curriculum: dict[str, Any] | None = None,
                  rewards: dict[str, float] | None = None, only_positive_rewards: bool = True,
                  termination_height: float = 0.5,
                  max_tilt_deg: float = 60.0, reset_noise_scale: float = 0.05,
@@ -111,9 +119,13 @@ class LeggedEnv(MujocoEnv):
             raise ValueError(f"env.kwargs.terrain must be 'flat' or 'rough', got {terrain!r}")
         unknown = set(rewards or {}) - set(REWARDS)
         unknown |= {f"randomization.{k}" for k in set(randomization or {}) - set(RANDOMIZATION)}
+        unknown |= {f"command_curriculum.{k}" for k in set(command_curriculum or {}) - set(CURRICULUM)}
         if unknown:
             raise ValueError(f"env.kwargs: unknown {', '.join(sorted(unknown))} (rewards: {', '.join(REWARDS)}; "
-                             f"randomization: {', '.join(RANDOMIZATION)})")
+                             f"randomization: {', '.join(RANDOMIZATION)}; command_curriculum: "
+                             f"{', '.join(CURRICULUM)})")
+        if command_curriculum is not None and task != "velocity":
+            raise ValueError("env.kwargs.command_curriculum is for task=velocity (the forward task has no commands)")
         if xml_file is None or str(xml_file) in MODELS:
             path = MODELS[str(xml_file or "go1")]
         else:
@@ -122,6 +134,11 @@ class LeggedEnv(MujocoEnv):
         self.terrain, self.terrain_roughness = terrain, terrain_roughness
         self.max_forward_speed, self.tracking_sigma = max_forward_speed, tracking_sigma
         self.command_ranges = {"vx": [-1.0, 1.5], "vy": [-0.5, 0.5], "yaw": [-1.0, 1.0], **(command_ranges or {})}
+        self.curriculum = None if command_curriculum is None else {**CURRICULUM, **command_curriculum}
+        if self.curriculum is not None:
+            self.curriculum["start"] = {**self.command_ranges, **self.curriculum["start"]}
+        self.command_level = 0.0 if self.curriculum else 1.0  # 1: the full command_ranges
+        self.episode_tracking = [0.0, 0, False]  # the tracking kernel's sum over the episode, its steps, a fall
         self.weights = {**REWARDS, **(rewards or {})}
         self.only_positive_rewards = only_positive_rewards
         self.randomization = {**RANDOMIZATION, **(randomization or {})}
@@ -339,6 +356,9 @@ class LeggedEnv(MujocoEnv):
         height = self.data.qpos[self.free_qpos + 2]
         fell = bool(height < self.termination_height * self.nominal_height or
                     np.arccos(np.clip(-gravity[2], -1, 1)) > self.max_tilt)
+        if self.curriculum is not None:
+            self.episode_tracking = [self.episode_tracking[0] + self._tracking_kernel(lin),
+                                     self.episode_tracking[1] + 1, fell]
         if weights["termination"]:  # after the clip, as in legged_gym: a fall costs this however the step went
             terms_info = {"termination": weights["termination"] if fell else 0.0}
             reward += terms_info["termination"]
@@ -346,7 +366,7 @@ class LeggedEnv(MujocoEnv):
             terms_info = {}
         info = {"x_position": float(self.data.qpos[self.free_qpos]), "x_velocity": float(world_vel[0]),
                 "forward_speed": float(lin[0]), "velocity": np.array([lin[0], lin[1], ang[2]]),
-                "command": self.command.copy(), "fall": fell,
+                "command": self.command.copy(), "fall": fell, "command_level": self.command_level,
                 **{f"reward_{k}": dt * weights[k] * v for k, v in terms.items()},
                 **{f"reward_{k}": v for k, v in terms_info.items()}}
         if self.render_mode == "human":
@@ -361,7 +381,7 @@ class LeggedEnv(MujocoEnv):
             terms["forward_velocity"] = min(world_vel[0], self.max_forward_speed)
             terms["heading"] = self._yaw() ** 2
         else:
-            terms["tracking_lin_vel"] = np.exp(-np.sum((self.command[:2] - lin[:2]) ** 2) / self.tracking_sigma)
+            terms["tracking_lin_vel"] = self._tracking_kernel(lin)
             terms["tracking_ang_vel"] = np.exp(-(self.command[2] - ang[2]) ** 2 / self.tracking_sigma)
             # the forward task's reward along the command: it grows linearly from standing (0) to tracking
             # (|command|), where the exponential kernels above are flat far from the command
@@ -393,6 +413,24 @@ class LeggedEnv(MujocoEnv):
             "collision": float(len(contact_geoms - self.foot_body_geoms)),
         })
         return {k: float(v) for k, v in terms.items() if self.weights.get(k, 0.0) != 0.0}
+
+    def _tracking_kernel(self, lin) -> float:
+        """legged_gym's linear-velocity tracking kernel, 1 on the command."""
+        return float(np.exp(-np.sum((self.command[:2] - lin[:2]) ** 2) / self.tracking_sigma))
+
+    def _command_ranges_now(self) -> dict[str, list[float]]:
+        """The ranges commands are drawn from: the curriculum's, between its start (level 0) and command_ranges."""
+        if self.curriculum is None:
+            return self.command_ranges
+        a, start = self.command_level, self.curriculum["start"]
+        return {k: [(1 - a) * s + a * e for s, e in zip(start[k], self.command_ranges[k])] for k in start}
+
+    def _advance_curriculum(self) -> None:
+        """At an episode's end: one `step` up after an episode tracked well (no fall, mean kernel >= threshold)."""
+        total, steps, fell = self.episode_tracking
+        if steps and not fell and total / steps >= self.curriculum["threshold"]:
+            self.command_level = min(1.0, self.command_level + self.curriculum["step"])
+        self.episode_tracking = [0.0, 0, False]
 
     def _yaw(self) -> float:
         """The trunk's heading, radians from the world's x axis."""
@@ -432,7 +470,9 @@ class LeggedEnv(MujocoEnv):
         self.air_time = np.zeros(len(self.feet))
         self.steps_since_push = 0
         if self.task == "velocity":
-            r = self.command_ranges
+            if self.curriculum is not None:
+                self._advance_curriculum()
+            r = self._command_ranges_now()
             self.command = np.array([self.np_random.uniform(*r[k]) for k in ("vx", "vy", "yaw")])
         else:
             self.command = np.array([0.0, 0.0, self._heading_command()])
@@ -476,9 +516,12 @@ class LeggedEnv(MujocoEnv):
     def extra_state(self) -> dict:
         return {"command": self.command.copy(), "last_action": self.last_action.copy(),
                 "air_time": self.air_time.copy(), "steps_since_push": self.steps_since_push,
-                "episode_params": dict(self.episode_params)}
+                "episode_params": dict(self.episode_params), "command_level": self.command_level,
+                "episode_tracking": list(self.episode_tracking)}
 
     def load_extra_state(self, state: dict) -> None:
         self.command, self.last_action = state["command"].copy(), state["last_action"].copy()
         self.air_time, self.steps_since_push = state["air_time"].copy(), state["steps_since_push"]
+        if "command_level" in state:  # checkpoints from before the curriculum had none
+            self.command_level, self.episode_tracking = state["command_level"], list(state["episode_tracking"])
         self._apply_params(state["episode_params"])

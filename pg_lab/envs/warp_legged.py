@@ -60,6 +60,9 @@ class WarpLeggedVecEnv:
 
     def __init__(self, num_envs: int, device: str | torch.device = "cuda", max_episode_steps: int | None = 1000,
                  nconmax: int = 32, njmax: int = 160, cuda_graph: bool = True, **kwargs: Any):
+        if kwargs.get("command_curriculum") is not None:
+            raise ValueError("env.backend=warp has no command curriculum yet (env.kwargs.command_curriculum); "
+                             "use env.backend=mujoco for it")
         wp, mjw = _require_warp()
         if kwargs.get("terrain", "flat") != "flat":
             raise ValueError("env.backend=warp runs on flat ground for now (one height field would be shared by "
