@@ -189,6 +189,8 @@ def test_the_command_curriculum_widens_the_commands_after_episodes_tracked_well(
         commands.append(env.command.copy())
     c = np.array(commands)
     assert c[:, 0].min() < -0.3 and abs(c[:, 1]).max() > 0.2 and abs(c[:, 2]).max() > 0.4  # the full ranges
+    partial = LeggedEnv("go1", task="velocity", command_curriculum={"start": {"vx": [0.5, 0.5]}})
+    assert partial._command_ranges_now() == {"vx": [0.5, 0.5], "vy": [0.0, 0.0], "yaw": [0.0, 0.0]}
 
 
 def test_the_command_curriculum_level_travels_with_the_captured_state():
@@ -213,6 +215,8 @@ def test_the_command_curriculum_is_refused_where_it_means_nothing():
     from pg_lab.envs.warp_legged import WarpLeggedVecEnv
     with pytest.raises(ValueError, match="command_curriculum.stp"):
         LeggedEnv("go1", task="velocity", command_curriculum={"stp": 0.1})
+    with pytest.raises(ValueError, match="command_curriculum.start.vz"):
+        LeggedEnv("go1", task="velocity", command_curriculum={"start": {"vz": [0, 1]}})
     with pytest.raises(ValueError, match="command_curriculum is for task=velocity"):
         LeggedEnv("go1", command_curriculum={"step": 0.1})
     with pytest.raises(ValueError, match="env.backend=warp has no command curriculum"):

@@ -120,6 +120,8 @@ class LeggedEnv(MujocoEnv):
         unknown = set(rewards or {}) - set(REWARDS)
         unknown |= {f"randomization.{k}" for k in set(randomization or {}) - set(RANDOMIZATION)}
         unknown |= {f"command_curriculum.{k}" for k in set(command_curriculum or {}) - set(CURRICULUM)}
+        unknown |= {f"command_curriculum.start.{k}"
+                    for k in set((command_curriculum or {}).get("start") or {}) - set(CURRICULUM["start"])}
         if unknown:
             raise ValueError(f"env.kwargs: unknown {', '.join(sorted(unknown))} (rewards: {', '.join(REWARDS)}; "
                              f"randomization: {', '.join(RANDOMIZATION)}; command_curriculum: "
@@ -135,8 +137,8 @@ class LeggedEnv(MujocoEnv):
         self.max_forward_speed, self.tracking_sigma = max_forward_speed, tracking_sigma
         self.command_ranges = {"vx": [-1.0, 1.5], "vy": [-0.5, 0.5], "yaw": [-1.0, 1.0], **(command_ranges or {})}
         self.curriculum = None if command_curriculum is None else {**CURRICULUM, **command_curriculum}
-        if self.curriculum is not None:
-            self.curriculum["start"] = {**self.command_ranges, **self.curriculum["start"]}
+        if self.curriculum is not None:  # a range left out of `start` starts as CURRICULUM's
+            self.curriculum["start"] = {**CURRICULUM["start"], **(command_curriculum.get("start") or {})}
         self.command_level = 0.0 if self.curriculum else 1.0  # 1: the full command_ranges
         self.episode_tracking = [0.0, 0, False]  # the tracking kernel's sum over the episode, its steps, a fall
         self.weights = {**REWARDS, **(rewards or {})}
