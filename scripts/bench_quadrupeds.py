@@ -84,7 +84,8 @@ def media(task: str, seed: int, out: Path) -> tuple[str, str]:
 
 def curves(task: str, seeds: list[int], out: Path) -> str | None:
     from pg_lab.compare import plot_task
-    runs = [RunDir(run_dir(task, s)).read_metrics() for s in seeds if run_dir(task, s).exists()]
+    # finished runs only: the grid ends at the shortest run, and an interrupted one would cut every curve short
+    runs = [RunDir(run_dir(task, s)).read_metrics() for s in seeds if finished(run_dir(task, s), 1)]
     runs = [[(r["step"], r["return_recent_mean"]) for r in rows if r.get("return_recent_mean") is not None]
             for rows in runs]
     runs = [r for r in runs if r]
