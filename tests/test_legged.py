@@ -159,7 +159,7 @@ def test_the_command_curriculum_widens_the_commands_after_episodes_tracked_well(
     step after each episode without a fall that tracked its command well, and only then."""
     env = LeggedEnv("go1", task="velocity", reset_noise_scale=0.0, command_curriculum={"step": 0.25})
     env.reset(seed=0)
-    assert env.command_level == 0.0 and 0.0 <= env.command[0] <= 1.0 and env.command[1] == env.command[2] == 0.0
+    assert env.command_level == 0.0 and 0.5 <= env.command[0] <= 1.0 and env.command[1] == env.command[2] == 0.0
 
     def episode(command, steps=25, fall=False):
         env.set_command(*command)
@@ -178,8 +178,8 @@ def test_the_command_curriculum_widens_the_commands_after_episodes_tracked_well(
     assert env.command_level == 0.25
     episode((0.0, 0.0, 0.0), fall=True)  # tracked, then fell
     assert env.command_level == 0.25
-    # a quarter of the way from ({vx: [0, 1], vy: [0, 0], yaw: [0, 0]}) to the full ranges
-    assert env._command_ranges_now() == {"vx": [-0.25, 1.125], "vy": [-0.125, 0.125], "yaw": [-0.25, 0.25]}
+    # a quarter of the way from ({vx: [0.5, 1], vy: [0, 0], yaw: [0, 0]}) to the full ranges
+    assert env._command_ranges_now() == {"vx": [0.125, 1.125], "vy": [-0.125, 0.125], "yaw": [-0.25, 0.25]}
     for _ in range(4):
         episode((0.0, 0.0, 0.0))
     assert env.command_level == 1.0 and env._command_ranges_now() == env.command_ranges
