@@ -44,10 +44,10 @@ def finished(d: Path, steps: int) -> bool:
 
 def train(task: str, seed: int, steps: int) -> None:
     d = run_dir(task, seed)
-    if finished(d, steps):
-        return
+    # a finished run of today's preset is left as it is (pg_lab says so and exits), an interrupted one resumes, and
+    # fresh=true moves a run of an older preset aside (to seedN.replaced-<time>) and starts afresh
     cmd = [sys.executable, "-m", "pg_lab", f"env={task}", f"seed={seed}", f"total_steps={steps}",
-           "wandb.mode=disabled", "progress_bar=false", f"hydra.run.dir={d}"]
+           "wandb.mode=disabled", "progress_bar=false", "fresh=true", f"hydra.run.dir={d}"]
     print(" ".join(cmd[2:]), flush=True)
     subprocess.run(cmd, check=False, capture_output=True)
 

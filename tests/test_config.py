@@ -196,12 +196,15 @@ def test_keys_added_later_stay_out_of_run_records_at_their_default(compose, key,
 
 
 def test_the_command_curriculum_is_recorded_only_when_on(compose):
+    """On in the velocity task's env file (with the linear tracking term), off (null, unrecorded) elsewhere: the
+    forward task's records made before the key existed still match."""
     from pg_lab.rundir import flat_config
 
-    off = flat_config(compose("env=quadruped_velocity"))
-    assert not any(k.startswith("env.kwargs.command_curriculum") for k in off)
-    on = flat_config(compose("env=quadruped_velocity", "env.kwargs.command_curriculum={step:0.1}"))
-    assert on["env.kwargs.command_curriculum.step"] == 0.1
+    for off in (compose("env=go1"), compose("env=quadruped_velocity", "env.kwargs.command_curriculum=null"),
+                compose("env=quadruped_velocity", "experiment=legged_gpu")):  # Warp has no curriculum yet
+        assert not any(k.startswith("env.kwargs.command_curriculum") for k in flat_config(off))
+    on = flat_config(compose("env=quadruped_velocity"))
+    assert on["env.kwargs.command_curriculum.step"] == 0.1 and on["env.kwargs.rewards.command_progress"] == 2.0
 
 
 @pytest.mark.parametrize("key,other", ADDED_LATER)
