@@ -33,6 +33,14 @@ from pg_lab.policies import Policy
 from pg_lab.returns import episode_stats
 
 log = logging.getLogger("pg_lab")
+# info keys an env reports per step that are logged (their mean per step), under a W&B section of their own
+ENV_METRICS = ("reward_", "curriculum_")
+
+
+def metric_name(info_key: str) -> str:
+    """`reward_forward` -> "reward/forward", `curriculum_command_level` -> "curriculum/command_level"."""
+    prefix = next(p for p in ENV_METRICS if info_key.startswith(p))
+    return f"{prefix[:-1]}/{info_key.removeprefix(prefix)}"
 
 
 class NonFiniteError(FloatingPointError):
@@ -55,9 +63,10 @@ class Batch:
     episode_returns: np.ndarray  # undiscounted return and length of every episode that ended in the batch
     episode_lengths: np.ndarray  # (in step batching, including its steps in earlier batches)
     cut: np.ndarray | None = None  # [T, N] bool: the batch ends inside an episode here (step batching)
-    # the env's reward decomposition, where its info has one (`reward_<term>` keys: Gymnasium's MuJoCo tasks,
-    # pg_lab's legged env): each term's mean per valid step
-    reward_terms: dict[str, float] = field(default_factory=dict)
+    # what the env reports per step in its info under a logged prefix (ENV_METRICS), as the mean per valid step
+    # by its W&B name: the reward decomposition (`reward_forward` -> "reward/forward": Gymnasium's MuJoCo tasks,
+    # pg_lab's legged env), a curriculum's level (`curriculum_command_level` -> "curriculum/command_level")
+    env_metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def ends(self) -> np.ndarray:
@@ -120,7 +129,7 @@ class _Steps:
         # ended has its step's info under "final_info" (its own keys are the next episode's reset info)
         for part in (info, info.get("final_info", {})):
             for key in part:
-                if key.startswith("reward_"):
+                if key.startswith(ENV_METRICS):
                     mask = part.get("_" + key)
                     present = valid if mask is None else valid & mask
                     self.term_sums[key] = self.term_sums.get(key, 0.0) + float(part[key][present].sum())
@@ -144,8 +153,7 @@ class _Steps:
             final_index=np.asarray(self.final_index, dtype=np.int64).reshape(-1, 2),
             episode_returns=np.asarray(episode_returns, dtype=np.float64),
             episode_lengths=np.asarray(episode_lengths, dtype=np.int64), cut=cut,
-            reward_terms={k.removeprefix("reward_"): v / max(self.term_counts[k], 1)
-                          for k, v in self.term_sums.items()})
+            env_metrics={metric_name(k): v / max(self.term_counts[k], 1) for k, v in self.term_sums.items()})
         check_finite_env(batch)
         return batch
 
@@ -271,7 +279,7 @@ class DeviceStepCollector:
             rewards[t] = reward
             final_obs[t] = info["final_obs"]
             for key, value in info.items():
-                if key.startswith("reward_"):
+                if key.startswith(ENV_METRICS):
                     term_sums[key] = term_sums.get(key, 0.0) + value.sum()
             self.returns += reward
             self.lengths += 1
@@ -295,7 +303,7 @@ class DeviceStepCollector:
                       final_index=index.cpu().numpy().reshape(-1, 2),
                       episode_returns=ended_returns.cpu().numpy()[host_ends],
                       episode_lengths=ended_lengths.cpu().numpy()[host_ends], cut=cut,
-                      reward_terms={k.removeprefix("reward_"): float(v) / total for k, v in term_sums.items()})
+                      env_metrics={metric_name(k): float(v) / total for k, v in term_sums.items()})
         check_finite_env(batch)
         return batch
 

@@ -97,7 +97,7 @@ class RunSession:
             "episodes": int(len(returns)),
             "return_recent_mean": float(np.mean(p.recent_returns)) if p.recent_returns else None,
             **metrics,
-            **{f"reward/{k}": v for k, v in batch.reward_terms.items()},  # the env's reward terms, per step
+            **batch.env_metrics,  # what the env reports per step: its reward terms, a curriculum's level
             "discarded_frac": 1.0 - batch.num_valid / batch.env_steps,
             "lr": self.algorithm.optimizer.param_groups[0]["lr"],
             "steps_per_s": (p.step - self.steps_at_start) / max(elapsed - self.wall_at_start, 1e-9),

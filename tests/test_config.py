@@ -200,8 +200,7 @@ def test_the_command_curriculum_is_recorded_only_when_on(compose):
     forward task's records made before the key existed still match."""
     from pg_lab.rundir import flat_config
 
-    for off in (compose("env=go1"), compose("env=quadruped_velocity", "env.kwargs.command_curriculum=null"),
-                compose("env=quadruped_velocity", "experiment=legged_gpu")):  # Warp has no curriculum yet
+    for off in (compose("env=go1"), compose("env=quadruped_velocity", "env.kwargs.command_curriculum=null")):
         assert not any(k.startswith("env.kwargs.command_curriculum") for k in flat_config(off))
     on = flat_config(compose("env=quadruped_velocity"))
     assert on["env.kwargs.command_curriculum.step"] == 0.1 and on["env.kwargs.rewards.command_progress"] == 2.0

@@ -212,15 +212,12 @@ def test_the_command_curriculum_level_travels_with_the_captured_state():
 
 
 def test_the_command_curriculum_is_refused_where_it_means_nothing():
-    from pg_lab.envs.warp_legged import WarpLeggedVecEnv
     with pytest.raises(ValueError, match="command_curriculum.stp"):
         LeggedEnv("go1", task="velocity", command_curriculum={"stp": 0.1})
     with pytest.raises(ValueError, match="command_curriculum.start.vz"):
         LeggedEnv("go1", task="velocity", command_curriculum={"start": {"vz": [0, 1]}})
     with pytest.raises(ValueError, match="command_curriculum is for task=velocity"):
         LeggedEnv("go1", command_curriculum={"step": 0.1})
-    with pytest.raises(ValueError, match="env.backend=warp has no command curriculum"):
-        WarpLeggedVecEnv(2, device="cpu", task="velocity", command_curriculum={"step": 0.1})
 
 
 def test_penalties_never_make_the_reward_negative_unless_asked():

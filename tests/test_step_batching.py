@@ -150,10 +150,10 @@ def test_the_envs_reward_terms_are_logged_per_step(batching):
         batch = StepCollector(envs, reset_seed=0).collect(policy, 50)
     else:
         batch = EpisodeCollector(envs).collect(policy, 30, reset_seed=0)
-    assert set(batch.reward_terms) == {"forward", "ctrl"}
-    assert batch.reward_terms["ctrl"] < 0
+    assert set(batch.env_metrics) == {"reward/forward", "reward/ctrl"}
+    assert batch.env_metrics["reward/ctrl"] < 0
     mean_reward = batch.rewards[batch.valid].mean()
-    assert sum(batch.reward_terms.values()) == pytest.approx(mean_reward, rel=1e-6, abs=1e-9)
+    assert sum(batch.env_metrics.values()) == pytest.approx(mean_reward, rel=1e-6, abs=1e-9)
     envs.close()
 
 

@@ -160,6 +160,49 @@ def test_worlds_that_end_are_reset_in_the_same_step():
     assert envs.elapsed.tolist() == [0, 1, 0]
 
 
+def test_the_command_curriculum_advances_each_world_by_the_cpu_envs_rule():
+    """legged_gym's curriculum, per world: after an episode tracked well (no fall at its end, mean tracking
+    kernel >= threshold) a world's level rises by `step` and its next command is drawn from that level's ranges;
+    a world that fell or tracked poorly stays. The CPU env's rule gives the same levels for the same episodes,
+    the tracking is accumulated from the steps, and the levels travel with the state."""
+    from pg_lab.envs.legged import LeggedEnv
+
+    curriculum = {"step": 0.25}
+    warp = WarpLeggedVecEnv(3, device=DEVICE, task="velocity", command_curriculum=curriculum)
+    warp.reset(seed=0)
+    command = warp.command.cpu()
+    assert ((command[:, 0] >= 0.5) & (command[:, 0] <= 1.0)).all() and (command[:, 1:] == 0).all()  # the start
+    zero = torch.zeros(3, warp.nj, device=warp.device)
+    _, _, fell, _, info = warp.step(zero)
+    assert not fell.any() and warp.tracked_steps.tolist() == [1, 1, 1]
+    kernel = info["reward_tracking_lin_vel"] / (warp.dt * warp.weights["tracking_lin_vel"])
+    assert torch.allclose(warp.tracking.float(), kernel.float())
+    assert info["curriculum_command_level"].tolist() == [0, 0, 0]
+    # three finished episodes of 10 steps: tracked well, tracked well but fell at the end, tracked poorly
+    episodes = [(9.0, 10, False), (9.0, 10, True), (5.0, 10, False)]
+    for k, (total, steps, fell_at_end) in enumerate(episodes):
+        warp.tracking[k], warp.tracked_steps[k], warp.last_fell[k] = total, steps, fell_at_end
+    warp._reset_worlds(torch.ones(3, dtype=torch.bool, device=warp.device))
+    cpu = LeggedEnv("go1", task="velocity", command_curriculum=curriculum)
+    expected = []
+    for total, steps, fell_at_end in episodes:
+        cpu.command_level, cpu.episode_tracking = 0.0, [total, steps, fell_at_end]
+        cpu._advance_curriculum()
+        expected.append(cpu.command_level)
+    cpu.close()
+    assert warp.level.tolist() == expected == [0.25, 0.0, 0.0]
+    assert warp.tracked_steps.tolist() == [0, 0, 0]
+    vx, vy = warp.command[0, 0].item(), warp.command[0, 1].item()  # level 0.25: 3/4 of the start's, 1/4 of the full
+    assert 0.75 * 0.5 + 0.25 * -1.0 <= vx <= 0.75 * 1.0 + 0.25 * 1.5 and abs(vy) <= 0.25 * 0.5 + 1e-6
+    assert (warp.command[1:, 1:] == 0).all()
+    state = warp.get_state()
+    other = WarpLeggedVecEnv(3, device=DEVICE, task="velocity", command_curriculum=curriculum)
+    other.set_state(state)
+    assert other.level.tolist() == [0.25, 0.0, 0.0]
+    warp.close()
+    other.close()
+
+
 def test_a_training_run_on_warp_records_and_resumes_exactly(tmp_path):
     """pg-lab trains on the Warp backend (step batching, GAE) and a run continued from its checkpoint ends
     bit-identical to one that went straight through (the worlds' state is part of the checkpoint)."""

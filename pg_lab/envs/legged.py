@@ -370,9 +370,11 @@ class LeggedEnv(MujocoEnv):
             terms_info = {}
         info = {"x_position": float(self.data.qpos[self.free_qpos]), "x_velocity": float(world_vel[0]),
                 "forward_speed": float(lin[0]), "velocity": np.array([lin[0], lin[1], ang[2]]),
-                "command": self.command.copy(), "fall": fell, "command_level": self.command_level,
+                "command": self.command.copy(), "fall": fell,
                 **{f"reward_{k}": dt * weights[k] * v for k, v in terms.items()},
                 **{f"reward_{k}": v for k, v in terms_info.items()}}
+        if self.curriculum is not None:  # logged: curriculum/command_level (0: the start ranges, 1: command_ranges)
+            info["curriculum_command_level"] = self.command_level
         if self.render_mode == "human":
             self.render()
         return self._get_obs(), float(reward), fell, False, info

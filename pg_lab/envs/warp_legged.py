@@ -15,7 +15,8 @@ the rollout (pg_lab.rollout.DeviceStepCollector) keeps the batch on the device.
 
 Randomisation is per world, as the CPU env's is per env: friction, added trunk mass and motor strength are drawn
 at each world's reset into per-world copies of the model fields they change (MuJoCo Warp's batched model fields);
-pushes and observation noise are drawn on the device. Not supported here (a clear error): rough terrain (one
+pushes and observation noise are drawn on the device. The velocity task's command curriculum is per world too,
+by the CPU env's rule. Not supported here (a clear error): rough terrain (one
 height field would be shared by every world); and rendering (evaluate and render with the CPU env: it is the same
 task, `pg-lab-eval` does that).
 """
@@ -60,9 +61,6 @@ class WarpLeggedVecEnv:
 
     def __init__(self, num_envs: int, device: str | torch.device = "cuda", max_episode_steps: int | None = 1000,
                  nconmax: int = 32, njmax: int = 160, cuda_graph: bool = True, **kwargs: Any):
-        if kwargs.get("command_curriculum") is not None:
-            raise ValueError("env.backend=warp has no command curriculum yet (env.kwargs.command_curriculum); "
-                             "use env.backend=mujoco for it")
         wp, mjw = _require_warp()
         if kwargs.get("terrain", "flat") != "flat":
             raise ValueError("env.backend=warp runs on flat ground for now (one height field would be shared by "
@@ -112,6 +110,15 @@ class WarpLeggedVecEnv:
         self.weights = {k: v for k, v in env.weights.items() if v}
         self.ranges = t([env.command_ranges[k] for k in ("vx", "vy", "yaw")])  # [3, 2]
         n = num_envs
+        # the command curriculum (task=velocity), per world as the CPU env's is per env: each world's level (float64,
+        # so that its steps add up as the CPU env's do) and its episode's tracking so far (kernel sum, steps, fall)
+        self.curriculum = env.curriculum
+        if self.curriculum is not None:
+            self.start = t([self.curriculum["start"][k] for k in ("vx", "vy", "yaw")])  # [3, 2]
+        self.level = torch.full((n,), 0.0 if self.curriculum else 1.0, dtype=torch.float64, device=self.device)
+        self.tracking = torch.zeros(n, dtype=torch.float64, device=self.device)
+        self.tracked_steps = torch.zeros(n, dtype=torch.long, device=self.device)
+        self.last_fell = torch.zeros(n, dtype=torch.bool, device=self.device)
         self.command = torch.zeros(n, 3, device=self.device)
         self.last_action = torch.zeros(n, self.nj, device=self.device)
         self.air_time = torch.zeros(n, len(env.feet), device=self.device)
@@ -309,11 +316,26 @@ class WarpLeggedVecEnv:
         self.elapsed = torch.where(mask, 0, self.elapsed)
         if env.task == "velocity":
             lo, hi = self.ranges[:, 0], self.ranges[:, 1]
+            if self.curriculum is not None:
+                self._advance_curriculum(mask)
+                a = self.level.float()[:, None]  # each world's ranges, between the start's (0) and the full (1)
+                lo, hi = (1 - a) * self.start[:, 0] + a * lo, (1 - a) * self.start[:, 1] + a * hi
             command = lo + (hi - lo) * torch.rand(n, 3, device=self.device, generator=self.generator)
         else:
             command = torch.zeros(n, 3, device=self.device)
             command[:, 2] = (-HEADING_GAIN * self._yaw()).clamp(-1.0, 1.0)
         self.command = torch.where(m, command, self.command)
+
+    def _advance_curriculum(self, mask: torch.Tensor) -> None:
+        """The CPU env's `_advance_curriculum` for the worlds in `mask`: one `step` up after an episode tracked
+        well (steps taken, no fall at its end, mean tracking kernel >= threshold); their tracking starts over."""
+        c = self.curriculum
+        good = mask & (self.tracked_steps > 0) & ~self.last_fell & \
+            (self.tracking / self.tracked_steps.clamp(min=1) >= c["threshold"])
+        self.level = torch.where(good, (self.level + c["step"]).clamp(max=1.0), self.level)
+        self.tracking = torch.where(mask, 0.0, self.tracking)
+        self.tracked_steps = torch.where(mask, 0, self.tracked_steps)
+        self.last_fell = torch.where(mask, False, self.last_fell)
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[torch.Tensor, dict]:
         self._prepare_graph()
@@ -346,6 +368,12 @@ class WarpLeggedVecEnv:
         tilt = torch.arccos((-gravity[:, 2]).clamp(-1.0, 1.0))
         fell = (self.qpos[:, self.fq + 2] < env.termination_height * env.nominal_height) | (tilt > env.max_tilt)
         info = {f"reward_{k}": self.dt * self.weights[k] * v for k, v in terms.items()}
+        if self.curriculum is not None:
+            sigma = self.template.tracking_sigma
+            self.tracking += torch.exp(-((self.command[:, :2] - lin[:, :2]) ** 2).sum(1) / sigma).double()
+            self.tracked_steps += 1
+            self.last_fell = fell
+            info["curriculum_command_level"] = self.level.float()  # before the reset below, as the CPU env's
         if "termination" in self.weights:
             info["reward_termination"] = self.weights["termination"] * fell.float()
             reward = reward + info["reward_termination"]
@@ -365,7 +393,9 @@ class WarpLeggedVecEnv:
         state = {"qpos": self.qpos, "qvel": self.qvel, "ctrl": self.ctrl, "qacc_warmstart": self.qacc_warmstart,
                  "time": self.time, "command": self.command, "last_action": self.last_action,
                  "air_time": self.air_time, "elapsed": self.elapsed, "since_push": self.since_push,
-                 "generator": self.generator.get_state(), **{f"param_{k}": v for k, v in self.params.items()}}
+                 "generator": self.generator.get_state(), **{f"param_{k}": v for k, v in self.params.items()},
+                 "level": self.level, "tracking": self.tracking, "tracked_steps": self.tracked_steps,
+                 "last_fell": self.last_fell}
         if self.act is not None:
             state["act"] = self.act
         return {k: v.detach().cpu().clone() for k, v in state.items()}
@@ -377,6 +407,9 @@ class WarpLeggedVecEnv:
                 getattr(self, k).copy_(state[k].to(self.device))
         for k in ("command", "last_action", "air_time", "elapsed", "since_push"):
             setattr(self, k, state[k].to(self.device).clone())
+        for k in ("level", "tracking", "tracked_steps", "last_fell"):  # absent from checkpoints made before them
+            if k in state:
+                setattr(self, k, state[k].to(self.device).clone())
         if self.model_views:
             self.set_params(slice(None), **{k: state[f"param_{k}"] for k in self.params})
         self.generator.set_state(state["generator"])
