@@ -77,13 +77,17 @@ def make_baseline(name: str):
     return cls(context, hidden_sizes=(8,), epochs=1, minibatches=1, **kwargs)
 
 
+SLOW = pytest.mark.slow  # ~6 s of CPU each: `make test` keeps one per estimator and a critic; CI runs them all
+
+
 @pytest.mark.parametrize("estimator,gamma,baseline", [
     # G(τ) = Σ γ^t r_t is unbiased for the discounted objective
-    (Estimator.trajectory, 0.9, "none"), (Estimator.trajectory, 0.9, "mean"),
+    (Estimator.trajectory, 0.9, "none"), pytest.param(Estimator.trajectory, 0.9, "mean", marks=SLOW),
     (Estimator.trajectory, 0.9, "value"),
     # reward-to-go G_t drops the γ^t weight of step t (as every implementation does): unbiased at γ = 1
-    (Estimator.reward_to_go, 1.0, "none"), (Estimator.reward_to_go, 1.0, "mean"),
-    (Estimator.reward_to_go, 1.0, "value"), (Estimator.reward_to_go, 1.0, "gae"),
+    pytest.param(Estimator.reward_to_go, 1.0, "none", marks=SLOW),
+    pytest.param(Estimator.reward_to_go, 1.0, "mean", marks=SLOW),
+    pytest.param(Estimator.reward_to_go, 1.0, "value", marks=SLOW), (Estimator.reward_to_go, 1.0, "gae"),
 ])
 def test_reinforce_is_an_unbiased_estimate_of_the_exact_gradient(estimator, gamma, baseline):
     envs = make_vector_env("pg_lab_test/Tabular-v0", num_envs=N_ENVS)
