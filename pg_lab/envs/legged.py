@@ -27,10 +27,12 @@ Tasks (`task`):
   back for every step's wobble; with it Go1 and Go2 both stood at 0.4M and 0.54M steps.
 - `velocity`: track a command (vx, vy, yaw rate) sampled per episode from `command_ranges`, with legged_gym's
   exponential tracking rewards (width `tracking_sigma`), and optionally `command_progress`, the forward task's
-  linear reward along the command (|c| − |c − v|: 0 standing, |c| on it; off by default: at weight 2.0 Go1 still
-  did not track at 1M steps, docs/results/tuning_legged.md row 24). `command_curriculum` (off by default; a dict,
-  see CURRICULUM) draws the commands from narrow `start` ranges first and widens them towards `command_ranges`
-  by `step` after every episode the env tracked well, as legged_gym's curriculum does.
+  linear reward along the command (|c| − |c − v|: 0 standing, |c| on it). `command_curriculum` (a dict, see
+  CURRICULUM) draws the commands from narrow `start` ranges first and widens them towards `command_ranges` by
+  `step` after every episode the env tracked well, as legged_gym's curriculum does; its level is in the step's
+  info (`curriculum_command_level`, logged as curriculum/command_level). Both are off in this class and on in
+  `env=quadruped_velocity`: alone, the linear term did not make Go1 track at 1M steps; with the curriculum it
+  tracked forward commands of 0.5-1.5 m/s (docs/results/tuning_legged.md rows 24, 25).
 Both add the usual regularisers (orientation, base height, vertical and roll/pitch velocity, torques, joint
 acceleration, action rate, feet air time, collisions of other bodies with the ground), each a weight in
 `rewards`; the reward per step is control_dt × Σ weight × term (legged_gym's scale), clipped at 0 from below
