@@ -46,14 +46,18 @@ def compose_env(env_cfg: str, overrides: list[str]):
     return instantiate(cfg.env)
 
 
-def raw_single(env_cfg: str, overrides: list[str], n: int = 20000) -> float:
-    """One env of the task (its env file's kwargs: the legged models' xml_file, physics_dt, ...), random actions."""
+def raw_single(env_cfg: str, overrides: list[str], n: int = 20000, std: float | None = None) -> float:
+    """One env of the task (its env file's kwargs: the legged models' xml_file, physics_dt, ...), random actions:
+    uniform over the action space, or with `std` drawn as N(0, std) and clipped to it (an untrained Gaussian
+    policy's actions, whose robot stays up longer with more ground contacts, each step costing more physics)."""
     env = compose_env(env_cfg, overrides).make()
     env.reset(seed=0)
     env.action_space.seed(0)
+    rng, space = np.random.default_rng(0), env.action_space
+    draw = space.sample if std is None else lambda: np.clip(rng.normal(0.0, std, space.shape), space.low, space.high)
     t = time.perf_counter()
     for _ in range(n):
-        _, _, term, trunc, _ = env.step(env.action_space.sample())
+        _, _, term, trunc, _ = env.step(draw())
         if term or trunc:
             env.reset()
     sps = n / (time.perf_counter() - t)
@@ -61,13 +65,15 @@ def raw_single(env_cfg: str, overrides: list[str], n: int = 20000) -> float:
     return sps
 
 
-def raw_vector(env_cfg: str, overrides: list[str], n: int = 20000) -> float:
+def raw_vector(env_cfg: str, overrides: list[str], n: int = 20000, std: float | None = None) -> float:
     envs = compose_env(env_cfg, overrides).make_vector()
     envs.reset(seed=0)
     envs.action_space.seed(0)
+    rng, space = np.random.default_rng(0), envs.action_space
+    draw = space.sample if std is None else lambda: np.clip(rng.normal(0.0, std, space.shape), space.low, space.high)
     steps, t = 0, time.perf_counter()
     while steps < n:
-        envs.step(envs.action_space.sample())
+        envs.step(draw())
         steps += envs.num_envs
     sps = steps / (time.perf_counter() - t)
     envs.close()
@@ -81,14 +87,14 @@ def pg_lab_run(overrides: list[str], run_dir: Path) -> tuple[dict, list[dict]]:
     return RunDir(run_dir).read_summary(), RunDir(run_dir).read_metrics()
 
 
-def throughput(envs: list[str], steps: int, overrides: list[str]) -> list[dict]:
+def throughput(envs: list[str], steps: int, overrides: list[str], std: float | None = None) -> list[dict]:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in envs:
-            before = raw_single(name, overrides)
-            vector = raw_vector(name, overrides)
+            before = raw_single(name, overrides, std=std)
+            vector = raw_vector(name, overrides, std=std)
             summary, _ = pg_lab_run([f"env={name}", f"total_steps={steps}", "seed=0", *overrides], Path(tmp) / name)
-            after = raw_single(name, overrides)
+            after = raw_single(name, overrides, std=std)
             raw = (before + after) / 2
             results.append({"env": name, "raw_single": raw, "raw_vector": vector, "train": summary["steps_per_s"],
                             "ratio": summary["steps_per_s"] / raw})
@@ -178,9 +184,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=100_000, help="training steps per env")
     p.add_argument("--sb3", action="store_true", help="also run the Stable-Baselines3 comparison")
     p.add_argument("--seeds", type=int, default=3, help="seeds of the CartPole time-to-solve comparison")
+    p.add_argument("--raw-std", type=float, default=None,
+                   help="raw stepping with N(0, STD) actions (clipped) instead of uniform ones, e.g. the policy's "
+                        "init_std")
     p.add_argument("overrides", nargs="*", help="pg-lab overrides for every training run (after --)")
     args = p.parse_args()
-    throughput(args.envs, args.steps, args.overrides)
+    throughput(args.envs, args.steps, args.overrides, args.raw_std)
     if args.sb3:
         peers(args.seeds, args.steps)
 
