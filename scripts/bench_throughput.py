@@ -46,6 +46,14 @@ def compose_env(env_cfg: str, overrides: list[str]):
     return instantiate(cfg.env)
 
 
+def action_sampler(space, std: float | None):
+    """Random actions for raw stepping: uniform over `space`, or N(0, std) clipped to it."""
+    if std is None:
+        return space.sample
+    rng = np.random.default_rng(0)
+    return lambda: np.clip(rng.normal(0.0, std, space.shape), space.low, space.high)
+
+
 def raw_single(env_cfg: str, overrides: list[str], n: int = 20000, std: float | None = None) -> float:
     """One env of the task (its env file's kwargs: the legged models' xml_file, physics_dt, ...), random actions:
     uniform over the action space, or with `std` drawn as N(0, std) and clipped to it (an untrained Gaussian
@@ -53,8 +61,7 @@ def raw_single(env_cfg: str, overrides: list[str], n: int = 20000, std: float | 
     env = compose_env(env_cfg, overrides).make()
     env.reset(seed=0)
     env.action_space.seed(0)
-    rng, space = np.random.default_rng(0), env.action_space
-    draw = space.sample if std is None else lambda: np.clip(rng.normal(0.0, std, space.shape), space.low, space.high)
+    draw = action_sampler(env.action_space, std)
     t = time.perf_counter()
     for _ in range(n):
         _, _, term, trunc, _ = env.step(draw())
@@ -69,8 +76,7 @@ def raw_vector(env_cfg: str, overrides: list[str], n: int = 20000, std: float | 
     envs = compose_env(env_cfg, overrides).make_vector()
     envs.reset(seed=0)
     envs.action_space.seed(0)
-    rng, space = np.random.default_rng(0), envs.action_space
-    draw = space.sample if std is None else lambda: np.clip(rng.normal(0.0, std, space.shape), space.low, space.high)
+    draw = action_sampler(envs.action_space, std)
     steps, t = 0, time.perf_counter()
     while steps < n:
         envs.step(draw())
