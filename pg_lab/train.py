@@ -66,10 +66,12 @@ def train(cfg: DictConfig, run_dir: RunDir, resumed: bool = False) -> float:
 def _train(cfg: DictConfig, run_dir: RunDir, resumed: bool) -> float:
     job = job_identity(cfg)
     previous = run_dir.read_summary()
-    if previous and previous.get("status") == "finished" and run_dir.has_checkpoint() and \
-            previous.get("total_steps", 0) >= cfg.total_steps:
-        log.info("%s already finished (%d steps, final return %s): nothing to do", run_dir,
-                 previous["total_steps"], previous.get("final_return_mean"))
+    # a finished record is kept even without its checkpoint (`python -m pg_lab.archive restore` brings records back
+    # without one): the config matched above, so running it again would only repeat it
+    if previous and previous.get("status") == "finished" and previous.get("total_steps", 0) >= cfg.total_steps:
+        log.info("%s already finished (%d steps, final return %s)%s: nothing to do", run_dir,
+                 previous["total_steps"], previous.get("final_return_mean"),
+                 "" if run_dir.has_checkpoint() else ", its record restored without a checkpoint")
         return previous.get("final_return_mean") or math.nan
     ckpt = run_dir.load_checkpoint() if run_dir.has_checkpoint() else None
     set_debug(cfg.algo.debug)

@@ -9,7 +9,9 @@ the mean *training*-episode return of the last 20 episodes at the budget (`final
 summary.json), per seed; the table gives their median and mean. The anchors of
 ../shared/BENCHMARKS.md report other things (max test return, deterministic evaluation); the table says which.
 Runs land in outputs/bench/<task>/seed<n>/; re-running skips finished ones, so the same command continues an
-interrupted benchmark and regenerates the report. A run made with other defaults than today's is moved aside
+interrupted benchmark and regenerates the report. Each finished run's record is archived in
+docs/results/runs/bench/ (`pg_lab.archive`: no checkpoint) and restored from there into a new checkout, so the
+report regenerates and finished runs are not run again. A run made with other defaults than today's is moved aside
 (fresh=true) and run again; `--report-only` lists it as stale instead. With `--out`, learning curves (PNG and
 SVG, every seed and their mean) go beside the table, in <out stem>/.
 """
@@ -23,10 +25,13 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from pg_lab.archive import restore, save
 from pg_lab.compare import save_figure
 from pg_lab.rundir import RunDir, fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
+RUNS = ROOT / "outputs" / "bench"
+ARCHIVE = ROOT / "docs" / "results" / "runs" / "bench"  # what git keeps of RUNS (pg_lab.archive)
 
 PPO_ZOO = "SB3 zoo PPO"
 TASKS = {  # overrides (the env's defaults: no preset), budget, target (what, threshold, kind), anchors
@@ -54,7 +59,7 @@ TASKS = {  # overrides (the env's defaults: no preset), budget, target (what, th
 
 
 def run_dir(task: str, seed: int) -> Path:
-    return ROOT / "outputs" / "bench" / task / f"seed{seed}"
+    return RUNS / task / f"seed{seed}"
 
 
 def command(task: str, seed: int, extra: list[str]) -> list[str]:
@@ -98,6 +103,7 @@ def run(task: str, seed: int, extra: list[str]) -> dict:
     proc = subprocess.run(command(task, seed, extra), capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(command(task, seed, extra))} failed:\n{proc.stderr[-2000:]}")
+    save(run_dir(task, seed), ARCHIVE / task / f"seed{seed}")
     return result(task, seed)
 
 
@@ -169,6 +175,7 @@ def main() -> None:
     args = p.parse_args()
     tasks = list(TASKS) if "all" in args.tasks else args.tasks
     jobs = [(t, s) for t in tasks for s in range(args.seeds)]
+    restore(ARCHIVE, RUNS)
     if args.report_only:
         found = {(t, s): result(t, s) for t, s in jobs}
         stale = {k for k, r in found.items() if r and r["fingerprint"] != expected_fingerprint(*k, args.overrides)}

@@ -9,7 +9,10 @@ run at the env file's defaults to `--steps` env steps (<root>/<task>/seed<n>/, r
 is kept, an interrupted or shorter one continues: re-running a command in its run directory resumes it), then a
 deterministic evaluation: 5 episodes of forward walking (speed, falls) or one
 episode per command of the default grid (tracking error, falls; `pg-lab-eval --commands`). The report has every
-seed's figures against the targets, learning curves (PNG + SVG), gait frames and a video per model.
+seed's figures against the targets, learning curves (PNG + SVG), gait frames and a video per model. With the default
+root, each finished run's record (with its evaluation, without its checkpoint) is archived in docs/results/runs/bench/
+(`pg_lab.archive`) and restored from there into a new checkout: the report regenerates, finished runs are not run
+again, and a gait already filmed keeps its committed video.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pg_lab.archive import restore, save
 from pg_lab.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +35,7 @@ SPEED_TARGET, TRACKING_TARGET = 1.0, 0.25
 
 
 RUNS = ROOT / "outputs" / "bench"
+ARCHIVE: Path | None = ROOT / "docs" / "results" / "runs" / "bench"  # what git keeps of RUNS (pg_lab.archive)
 
 
 def run_dir(task: str, seed: int) -> Path:
@@ -50,6 +55,12 @@ def train(task: str, seed: int, steps: int) -> None:
            "wandb.mode=disabled", "progress_bar=false", "fresh=true", f"hydra.run.dir={d}"]
     print(" ".join(cmd[2:]), flush=True)
     subprocess.run(cmd, check=False, capture_output=True)
+    archive(task, seed)
+
+
+def archive(task: str, seed: int) -> None:
+    if ARCHIVE is not None and run_dir(task, seed).is_dir():
+        save(run_dir(task, seed), ARCHIVE / task / f"seed{seed}")
 
 
 def evaluate(task: str, seed: int) -> dict | None:
@@ -59,9 +70,10 @@ def evaluate(task: str, seed: int) -> dict | None:
     eval_cli = [sys.executable, "-m", "pg_lab.evaluate", str(d)]
     if TASKS[task] == "velocity":
         subprocess.run([*eval_cli, "--commands"], check=True, capture_output=True)
-        return json.loads((d / "eval_commands.json").read_text())
-    subprocess.run([*eval_cli, "--episodes", "5"], check=True, capture_output=True)
-    return json.loads((d / "eval.json").read_text())
+    else:
+        subprocess.run([*eval_cli, "--episodes", "5"], check=True, capture_output=True)
+    archive(task, seed)
+    return json.loads((d / ("eval_commands.json" if TASKS[task] == "velocity" else "eval.json")).read_text())
 
 
 def media(task: str, seed: int, out: Path) -> tuple[str, str]:
@@ -141,9 +153,14 @@ def report(seeds: list[int], steps: int, out_md: Path) -> str:
     for task in TASKS:
         done = [s for s in seeds if (run_dir(task, s) / "checkpoint.pt").exists()
                 and (RunDir(run_dir(task, s)).read_summary() or {}).get("status") == "finished"]
+        filmed = [s for s in seeds if finished(run_dir(task, s), 1) and (out / f"{task}_seed{s}.mp4").exists()
+                  and (out / f"{task}_seed{s}_frames.png").exists()]
         if done:
             video, strip = media(task, done[0], out)
             lines.append(f"{task}, seed {done[0]}: ![{task}]({rel}/{strip}) [video]({rel}/{video})\n")
+        elif filmed:  # restored from the archive without its checkpoint: the video committed when it was filmed
+            lines.append(f"{task}, seed {filmed[0]}: ![{task}]({rel}/{task}_seed{filmed[0]}_frames.png) "
+                         f"[video]({rel}/{task}_seed{filmed[0]}.mp4)\n")
     out_md.write_text("\n".join(lines) + "\n")
     return str(out_md)
 
@@ -158,8 +175,12 @@ def main() -> None:
     p.add_argument("--root", type=Path, default=None, help="where the run directories go (outputs/bench)")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "quadruped_real.md")
     args = p.parse_args()
-    global RUNS
+    global RUNS, ARCHIVE
     RUNS = (args.root or RUNS).resolve()
+    if args.root is not None:
+        ARCHIVE = None  # the archive mirrors outputs/bench only
+    else:
+        restore(ARCHIVE, RUNS)
     seeds = list(range(args.seeds))
     if not args.report_only:
         with ThreadPoolExecutor(args.jobs) as pool:

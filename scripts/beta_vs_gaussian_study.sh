@@ -7,7 +7,9 @@
 #     alone would take about 6 hours of both cores);
 #   - Pendulum and MountainCarContinuous (not MuJoCo) run 500k steps, the MuJoCo tasks 1M.
 # Every phase is a Hydra multirun into outputs/sweeps/beta_vs_gaussian: relaunching skips finished jobs and resumes
-# interrupted ones from their checkpoints, so the study can be stopped and continued at any time.
+# interrupted ones from their checkpoints, so the study can be stopped and continued at any time. Finished runs'
+# records are archived in docs/results/runs/beta_vs_gaussian (every 5 minutes and at the end; `pg_lab.archive`, no
+# checkpoints) and restored from there first, so a new checkout continues where the last one stopped.
 set -euo pipefail
 CUT="**What was cut** (to fit a 2-core machine): InvertedDoublePendulum, Hopper, the quadruped and Humanoid run the
 clipped Gaussian and the Beta only (CAPG and the squashed Gaussian are compared on the three cheaper tasks), under
@@ -17,10 +19,19 @@ runs the full grid where the compute allows."
 cd "$(dirname "$0")/.."
 PG=${PG_LAB:-pg-lab}
 common=(experiment=beta_vs_gaussian progress_bar=false "$@")
-# 1. the cheap tasks: every head x optimizer
+RUNS=outputs/sweeps/beta_vs_gaussian ARCHIVE=docs/results/runs/beta_vs_gaussian
+python -m pg_lab.archive restore "$RUNS" "$ARCHIVE"
+archive() { mkdir -p "$RUNS" && python -m pg_lab.archive save "$RUNS" "$ARCHIVE"; }
+(while sleep 300; do archive >/dev/null; done) &
+saver=$!
+trap 'kill $saver 2>/dev/null; archive' EXIT
+# 1. InvertedDoublePendulum first (a claim of Chou et al.'s that no finished run measures yet): gaussian vs beta x
+#    both optimizers
+"$PG" -m "${common[@]}" env=inverted_double_pendulum policy=gaussian,beta
+# 2. the cheap tasks: every head x optimizer
 "$PG" -m "${common[@]}" env=pendulum,mountain_car_continuous total_steps=500000
 "$PG" -m "${common[@]}" env=inverted_pendulum
-# 2. the expensive ones: gaussian vs beta x both optimizers
-"$PG" -m "${common[@]}" env=inverted_double_pendulum,hopper,quadruped,humanoid policy=gaussian,beta
-# 3. the report
+# 3. the other expensive ones: gaussian vs beta x both optimizers
+"$PG" -m "${common[@]}" env=hopper,quadruped,humanoid policy=gaussian,beta
+# 4. the report
 python -m pg_lab.study outputs/sweeps/beta_vs_gaussian --report docs/results/beta_vs_gaussian.md --note "$CUT"
