@@ -211,6 +211,53 @@ def test_the_command_curriculum_level_travels_with_the_captured_state():
     assert a.command_level == b.command_level == 0.5 and np.array_equal(a.command, b.command)
 
 
+def test_command_stages_open_one_after_another_each_raised_only_by_its_own_episodes_tracked_well():
+    stages = [{"vx": [0.0, 0.0]}, [{"yaw": [0.5, 1.0]}, {"yaw": [-1.0, -0.5]}], {"vx": [-1.0, 1.5]}]
+    env = LeggedEnv("go1", task="velocity", reset_noise_scale=0.0,
+                    command_curriculum={"step": 0.5, "stages": stages, "focus": 1.0})
+    env.reset(seed=0)
+    assert env.episode_stage == 0 and np.array_equal(env.command, [0.0, 0.0, 0.0])
+
+    def episode(steps=25):
+        for _ in range(steps):
+            env.step(np.zeros(12, dtype=np.float32))
+        env.reset()
+
+    episode()  # standing on stage 0's standing command: tracked
+    assert env.stage_levels.tolist() == [0.5, 0.0, 0.0] and env.command_level == pytest.approx(0.5 / 3)
+    episode()
+    assert env.stage_levels.tolist() == [1.0, 0.0, 0.0]  # stage 0 passed: stage 1 is drawn (focus 1)
+    assert env.episode_stage == 1 and env.command[0] == env.command[1] == 0.0 and 0.5 <= abs(env.command[2]) <= 1
+    turning = env.command.copy()
+    episode()  # standing on a turning command: the linear velocity is tracked, the yaw rate is not
+    assert env.stage_levels.tolist() == [1.0, 0.0, 0.0]
+    # captured and restored mid-curriculum, an env draws what the original draws
+    twin = LeggedEnv("go1", task="velocity", command_curriculum={"step": 0.5, "stages": stages, "focus": 1.0})
+    twin.reset(seed=1)
+    restore_env(twin, capture_env(env))
+    env.reset(seed=3)
+    twin.reset(seed=3)
+    assert twin.stage_levels.tolist() == [1.0, 0.0, 0.0] and np.array_equal(twin.command, env.command)
+    assert not np.array_equal(turning, env.command)
+    # focus 0: every open stage is drawn (stage 0 rehearsed), never a stage not yet open
+    rehearse = LeggedEnv("go1", task="velocity", command_curriculum={"stages": stages, "focus": 0.0})
+    rehearse.stage_levels[0] = 1.0
+    drawn = set()
+    for seed in range(20):
+        rehearse.reset(seed=seed)
+        drawn.add(rehearse.episode_stage)
+    assert drawn == {0, 1}
+
+
+def test_command_stages_are_checked_by_key_and_range():
+    with pytest.raises(ValueError, match="command_curriculum.stages.vz"):
+        LeggedEnv("go1", task="velocity", command_curriculum={"stages": [{"vz": [0, 1]}]})
+    with pytest.raises(ValueError, match=r"stages\[1\].vx must be \[low, high\], got \[1.0, 0.5\]"):
+        LeggedEnv("go1", task="velocity", command_curriculum={"stages": [{"vx": [0, 1]}, [{"vx": [1.0, 0.5]}]]})
+    with pytest.raises(ValueError, match="stages must be a non-empty list"):
+        LeggedEnv("go1", task="velocity", command_curriculum={"stages": []})
+
+
 def test_the_command_curriculum_is_refused_where_it_means_nothing():
     with pytest.raises(ValueError, match="command_curriculum.stp"):
         LeggedEnv("go1", task="velocity", command_curriculum={"stp": 0.1})

@@ -201,6 +201,8 @@ def test_the_command_curriculum_advances_each_world_by_the_cpu_envs_rule():
     assert other.level.tolist() == [0.25, 0.0, 0.0]
     warp.close()
     other.close()
+    with pytest.raises(ValueError, match="stages runs on the CPU env only"):  # not ported: refused, not ignored
+        WarpLeggedVecEnv(2, device=DEVICE, task="velocity", command_curriculum={"stages": [{"vx": [0.5, 1.0]}]})
 
 
 def test_a_training_run_on_warp_records_and_resumes_exactly(tmp_path):

@@ -52,6 +52,7 @@ observation noise. `terrain: rough` replaces a flat floor by a random height fie
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,15 @@ CURRICULUM = {  # task=velocity, `command_curriculum`: legged_gym's command curr
     "start": {"vx": [0.5, 1.0], "vy": [0.0, 0.0], "yaw": [0.0, 0.0]},
     "step": 0.1,        # the level's rise (0 -> 1: start -> command_ranges) after each episode tracked well
     "threshold": 0.8,   # tracked well: no fall, and the tracking_lin_vel kernel's mean over the episode >= this
+    # instead of `start`: commands learned one group at a time. A list of stages, each a box of ranges
+    # ({vx: [lo, hi], ...}; a key left out is 0) or a list of boxes (one drawn per episode). Each stage has its own
+    # level, raised by `step` only by episodes of that stage tracked well (no fall, both tracking kernels' means >=
+    # threshold: a standing robot cannot pass a turning stage); the next stage opens when it reaches 1. An episode
+    # draws the newest open stage with probability `focus`, else any open stage (rehearsal).
+    "stages": None,
+    "focus": 0.5,
 }
+COMMAND_KEYS = ("vx", "vy", "yaw")
 _COMPILED: dict[tuple, tuple[mujoco.MjModel, list[bool]]] = {}
 HEADING_GAIN = 0.5  # legged_gym's heading command: yaw rate = 0.5 × heading error, clipped to ±1 rad/s
 NOISE_LEVELS = {"gravity": 0.05, "lin_vel": 0.1, "ang_vel": 0.2, "joint_pos": 0.01, "joint_vel": 1.5}
@@ -126,6 +135,9 @@ class LeggedEnv(MujocoEnv):
         unknown |= {f"command_curriculum.{k}" for k in set(command_curriculum or {}) - set(CURRICULUM)}
         unknown |= {f"command_curriculum.start.{k}"
                     for k in set((command_curriculum or {}).get("start") or {}) - set(CURRICULUM["start"])}
+        stages = _stages((command_curriculum or {}).get("stages"))
+        unknown |= {f"command_curriculum.stages.{k}" for stage in stages or [] for box in stage
+                    for k in set(box) - set(COMMAND_KEYS)}
         if unknown:
             raise ValueError(f"env.kwargs: unknown {', '.join(sorted(unknown))} (rewards: {', '.join(REWARDS)}; "
                              f"randomization: {', '.join(RANDOMIZATION)}; command_curriculum: "
@@ -143,8 +155,11 @@ class LeggedEnv(MujocoEnv):
         self.curriculum = None if command_curriculum is None else {**CURRICULUM, **command_curriculum}
         if self.curriculum is not None:  # a range left out of `start` starts as CURRICULUM's
             self.curriculum["start"] = {**CURRICULUM["start"], **(command_curriculum.get("start") or {})}
-        self.command_level = 0.0 if self.curriculum else 1.0  # 1: the full command_ranges
+        self.command_level = 0.0 if self.curriculum else 1.0  # 1: the full command_ranges (stages: all passed)
         self.episode_tracking = [0.0, 0, False]  # the tracking kernel's sum over the episode, its steps, a fall
+        self.stages = stages
+        self.stage_levels = np.zeros(len(stages or []))  # stages: each one's level (1: passed, the next one open)
+        self.episode_stage, self.episode_yaw_tracking = 0, 0.0  # stages: this episode's, the yaw kernel's sum
         self.weights = {**REWARDS, **(rewards or {})}
         self.only_positive_rewards = only_positive_rewards
         self.randomization = {**RANDOMIZATION, **(randomization or {})}
@@ -365,6 +380,8 @@ class LeggedEnv(MujocoEnv):
         if self.curriculum is not None:
             self.episode_tracking = [self.episode_tracking[0] + self._tracking_kernel(lin),
                                      self.episode_tracking[1] + 1, fell]
+            if self.stages is not None:
+                self.episode_yaw_tracking += float(np.exp(-(self.command[2] - ang[2]) ** 2 / self.tracking_sigma))
         if weights["termination"]:  # after the clip, as in legged_gym: a fall costs this however the step went
             terms_info = {"termination": weights["termination"] if fell else 0.0}
             reward += terms_info["termination"]
@@ -434,11 +451,34 @@ class LeggedEnv(MujocoEnv):
         return {k: [(1 - a) * s + a * e for s, e in zip(start[k], self.command_ranges[k])] for k in start}
 
     def _advance_curriculum(self) -> None:
-        """At an episode's end: one `step` up after an episode tracked well (no fall, mean kernel >= threshold)."""
+        """At an episode's end: one `step` up after an episode tracked well (no fall, mean kernel >= threshold);
+        with stages, the level of the episode's stage, and only if the yaw rate was tracked as well."""
         total, steps, fell = self.episode_tracking
-        if steps and not fell and total / steps >= self.curriculum["threshold"]:
-            self.command_level = min(1.0, self.command_level + self.curriculum["step"])
+        threshold = self.curriculum["threshold"]
+        well = steps and not fell and total / steps >= threshold
+        if self.stages is None:
+            if well:
+                self.command_level = min(1.0, self.command_level + self.curriculum["step"])
+        else:
+            if well and self.episode_yaw_tracking / steps >= threshold:
+                s = self.episode_stage
+                self.stage_levels[s] = min(1.0, self.stage_levels[s] + self.curriculum["step"])
+            self.command_level = float(self.stage_levels.mean())
+            self.episode_yaw_tracking = 0.0
         self.episode_tracking = [0.0, 0, False]
+
+    def _newest_stage(self) -> int:
+        """The first stage not passed yet (the last one once all are)."""
+        open_ = np.flatnonzero(self.stage_levels < 1.0)
+        return int(open_[0]) if len(open_) else len(self.stages) - 1
+
+    def _draw_staged_command(self) -> np.ndarray:
+        newest = self._newest_stage()
+        rehearse = self.np_random.random() >= self.curriculum["focus"]
+        self.episode_stage = int(self.np_random.integers(newest + 1)) if rehearse else newest
+        boxes = self.stages[self.episode_stage]
+        box = boxes[int(self.np_random.integers(len(boxes)))]
+        return np.array([self.np_random.uniform(*box[k]) if k in box else 0.0 for k in COMMAND_KEYS])
 
     def _yaw(self) -> float:
         """The trunk's heading, radians from the world's x axis."""
@@ -480,8 +520,11 @@ class LeggedEnv(MujocoEnv):
         if self.task == "velocity":
             if self.curriculum is not None:
                 self._advance_curriculum()
-            r = self._command_ranges_now()
-            self.command = np.array([self.np_random.uniform(*r[k]) for k in ("vx", "vy", "yaw")])
+            if self.stages is not None:
+                self.command = self._draw_staged_command()
+            else:
+                r = self._command_ranges_now()
+                self.command = np.array([self.np_random.uniform(*r[k]) for k in COMMAND_KEYS])
         else:
             self.command = np.array([0.0, 0.0, self._heading_command()])
         return self._get_obs()
@@ -525,11 +568,34 @@ class LeggedEnv(MujocoEnv):
         return {"command": self.command.copy(), "last_action": self.last_action.copy(),
                 "air_time": self.air_time.copy(), "steps_since_push": self.steps_since_push,
                 "episode_params": dict(self.episode_params), "command_level": self.command_level,
-                "episode_tracking": list(self.episode_tracking)}
+                "episode_tracking": list(self.episode_tracking), "stage_levels": self.stage_levels.copy(),
+                "episode_stage": self.episode_stage, "episode_yaw_tracking": self.episode_yaw_tracking}
 
     def load_extra_state(self, state: dict) -> None:
         self.command, self.last_action = state["command"].copy(), state["last_action"].copy()
         self.air_time, self.steps_since_push = state["air_time"].copy(), state["steps_since_push"]
         if "command_level" in state:  # checkpoints from before the curriculum had none
             self.command_level, self.episode_tracking = state["command_level"], list(state["episode_tracking"])
+        if "stage_levels" in state:  # and before its stages
+            self.stage_levels = state["stage_levels"].copy()
+            self.episode_stage, self.episode_yaw_tracking = state["episode_stage"], state["episode_yaw_tracking"]
         self._apply_params(state["episode_params"])
+
+
+def _stages(stages) -> list[list[dict[str, list[float]]]] | None:
+    """`command_curriculum.stages` as lists of boxes (a stage given as one box is a list of one)."""
+    if stages is None:
+        return None
+    if not isinstance(stages, Sequence) or isinstance(stages, str) or not stages:
+        raise ValueError("env.kwargs.command_curriculum.stages must be a non-empty list of stages, each a box of "
+                         "command ranges ({vx: [lo, hi], vy: ..., yaw: ...}) or a list of such boxes")
+    out = []
+    for i, stage in enumerate(stages):
+        boxes = list(stage) if isinstance(stage, Sequence) else [stage]
+        for box in boxes:
+            bad = [k for k, r in dict(box).items() if k in COMMAND_KEYS and (len(r) != 2 or r[0] > r[1])]
+            if bad:
+                raise ValueError(f"env.kwargs.command_curriculum.stages[{i}].{bad[0]} must be [low, high], "
+                                 f"got {list(dict(box)[bad[0]])}")
+        out.append([{k: [float(r[0]), float(r[1])] for k, r in dict(box).items()} for box in boxes])
+    return out

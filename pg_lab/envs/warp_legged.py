@@ -113,6 +113,9 @@ class WarpLeggedVecEnv:
         # the command curriculum (task=velocity), per world as the CPU env's is per env: each world's level (float64,
         # so that its steps add up as the CPU env's do) and its episode's tracking so far (kernel sum, steps, fall)
         self.curriculum = env.curriculum
+        if env.stages is not None:
+            raise ValueError("env.kwargs.command_curriculum.stages runs on the CPU env only (env.backend=mujoco); "
+                             "on env.backend=warp use the curriculum's `start` ranges")
         if self.curriculum is not None:
             self.start = t([self.curriculum["start"][k] for k in ("vx", "vy", "yaw")])  # [3, 2]
         self.level = torch.full((n,), 0.0 if self.curriculum else 1.0, dtype=torch.float64, device=self.device)
