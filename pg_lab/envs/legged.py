@@ -100,9 +100,10 @@ CURRICULUM = {  # task=velocity, `command_curriculum`: legged_gym's command curr
     "threshold": 0.8,   # tracked well: no fall, and the tracking_lin_vel kernel's mean over the episode >= this
     # instead of `start`: commands learned one group at a time. A list of stages, each a box of ranges
     # ({vx: [lo, hi], ...}; a key left out is 0) or a list of boxes (one drawn per episode). Each stage has its own
-    # level, raised by `step` only by episodes of that stage tracked well (no fall, both tracking kernels' means >=
-    # threshold: a standing robot cannot pass a turning stage); the next stage opens when it reaches 1. An episode
-    # draws the newest open stage with probability `focus`, else any open stage (rehearsal).
+    # level, raised by `step` only by episodes of that stage tracked well (no fall, the linear kernel's mean >=
+    # threshold and, for a turning command, the yaw kernel's too: a standing robot cannot pass a turning stage, and
+    # a trot's yaw wobble does not fail a straight one); the next stage opens when it reaches 1. An episode draws
+    # the newest open stage with probability `focus`, else any open stage (rehearsal).
     "stages": None,
     "focus": 0.5,
 }
@@ -452,7 +453,8 @@ class LeggedEnv(MujocoEnv):
 
     def _advance_curriculum(self) -> None:
         """At an episode's end: one `step` up after an episode tracked well (no fall, mean kernel >= threshold);
-        with stages, the level of the episode's stage, and only if the yaw rate was tracked as well."""
+        with stages, the level of the episode's stage, and for a turning command only if the yaw rate was tracked as
+        well (a Go1 trot on straight commands tracked its zero yaw rate with a mean kernel of 0.75)."""
         total, steps, fell = self.episode_tracking
         threshold = self.curriculum["threshold"]
         well = steps and not fell and total / steps >= threshold
@@ -460,7 +462,7 @@ class LeggedEnv(MujocoEnv):
             if well:
                 self.command_level = min(1.0, self.command_level + self.curriculum["step"])
         else:
-            if well and self.episode_yaw_tracking / steps >= threshold:
+            if well and (self.command[2] == 0.0 or self.episode_yaw_tracking / steps >= threshold):
                 s = self.episode_stage
                 self.stage_levels[s] = min(1.0, self.stage_levels[s] + self.curriculum["step"])
             self.command_level = float(self.stage_levels.mean())
