@@ -201,8 +201,50 @@ def test_the_command_curriculum_advances_each_world_by_the_cpu_envs_rule():
     assert other.level.tolist() == [0.25, 0.0, 0.0]
     warp.close()
     other.close()
-    with pytest.raises(ValueError, match="stages runs on the CPU env only"):  # not ported: refused, not ignored
-        WarpLeggedVecEnv(2, device=DEVICE, task="velocity", command_curriculum={"stages": [{"vx": [0.5, 1.0]}]})
+
+
+def test_command_stages_advance_each_world_by_the_cpu_envs_rule():
+    """Per world, as the CPU env: an episode tracked well raises its own stage's level (a turning one only if the
+    yaw rate was tracked too); the next command comes from the newest open stage (focus 1), one of its boxes."""
+    from pg_lab.envs.legged import LeggedEnv
+
+    stages = [{"vx": [0.0, 0.0]}, [{"yaw": [0.5, 1.0]}, {"yaw": [-1.0, -0.5]}], {"vx": [-1.0, 1.5]}]
+    curriculum = {"step": 0.5, "stages": stages, "focus": 1.0}
+    warp = WarpLeggedVecEnv(4, device=DEVICE, task="velocity", command_curriculum=curriculum)
+    warp.reset(seed=0)
+    assert (warp.episode_stage == 0).all() and (warp.command == 0).all()
+    _, _, _, _, info = warp.step(torch.zeros(4, warp.nj, device=warp.device))
+    yaw_kernel = info["reward_tracking_ang_vel"] / (warp.dt * warp.weights["tracking_ang_vel"])
+    assert torch.allclose(warp.yaw_tracking.float(), yaw_kernel.float())
+    # (stage levels before, the episode's stage, its yaw command, linear and yaw kernel sums over 10 steps, a fall)
+    episodes = [([0.5, 0.0, 0.0], 0, 0.0, 9.0, 0.0, False),   # straight, tracked: stage 0 passes, yaw not asked
+                ([1.0, 0.0, 0.0], 1, 0.8, 9.0, 2.0, False),   # turning, yaw rate not tracked: stays
+                ([1.0, 0.5, 0.0], 1, -0.8, 9.0, 9.0, False),  # turning, tracked: stage 1 passes
+                ([1.0, 0.0, 0.0], 1, 0.8, 9.0, 9.0, True)]    # fell
+    cpu = LeggedEnv("go1", task="velocity", command_curriculum=curriculum)
+    expected = []
+    for k, (levels, stage, yaw, lin, yaw_sum, fell) in enumerate(episodes):
+        warp.stage_levels[k] = torch.tensor(levels, dtype=torch.float64)
+        warp.episode_stage[k], warp.command[k] = stage, torch.tensor([0.0, 0.0, yaw])
+        warp.tracking[k], warp.yaw_tracking[k], warp.tracked_steps[k], warp.last_fell[k] = lin, yaw_sum, 10, fell
+        cpu.stage_levels, cpu.episode_stage, cpu.command = np.array(levels), stage, np.array([0.0, 0.0, yaw])
+        cpu.episode_tracking, cpu.episode_yaw_tracking = [lin, 10, fell], yaw_sum
+        cpu._advance_curriculum()
+        expected.append((cpu.stage_levels.tolist(), cpu._newest_stage()))
+    cpu.close()
+    warp._reset_worlds(torch.ones(4, dtype=torch.bool, device=warp.device))
+    assert [(levels, newest) for levels, newest in zip(warp.stage_levels.tolist(), warp.episode_stage.tolist())] \
+        == expected == [([1.0, 0.0, 0.0], 1), ([1.0, 0.0, 0.0], 1), ([1.0, 1.0, 0.0], 2), ([1.0, 0.0, 0.0], 1)]
+    command = warp.command.cpu()
+    turning = command[[0, 1, 3]]
+    assert (turning[:, :2] == 0).all() and ((turning[:, 2].abs() >= 0.5) & (turning[:, 2].abs() <= 1.0)).all()
+    assert -1.0 <= command[2, 0] <= 1.5 and command[2, 1:].tolist() == [0.0, 0.0]
+    assert warp.level.tolist() == [1 / 3, 1 / 3, 2 / 3, 1 / 3]
+    other = WarpLeggedVecEnv(4, device=DEVICE, task="velocity", command_curriculum=curriculum)
+    other.set_state(warp.get_state())
+    assert torch.equal(other.stage_levels, warp.stage_levels) and torch.equal(other.episode_stage, warp.episode_stage)
+    warp.close()
+    other.close()
 
 
 def test_a_training_run_on_warp_records_and_resumes_exactly(tmp_path):

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from pg_lab.envs.legged import HEADING_GAIN, NOISE_LEVELS, LeggedEnv
+from pg_lab.envs.legged import COMMAND_KEYS, HEADING_GAIN, NOISE_LEVELS, LeggedEnv
 
 
 def _require_warp():
@@ -113,12 +113,20 @@ class WarpLeggedVecEnv:
         # the command curriculum (task=velocity), per world as the CPU env's is per env: each world's level (float64,
         # so that its steps add up as the CPU env's do) and its episode's tracking so far (kernel sum, steps, fall)
         self.curriculum = env.curriculum
-        if env.stages is not None:
-            raise ValueError("env.kwargs.command_curriculum.stages runs on the CPU env only (env.backend=mujoco); "
-                             "on env.backend=warp use the curriculum's `start` ranges")
         if self.curriculum is not None:
             self.start = t([self.curriculum["start"][k] for k in ("vx", "vy", "yaw")])  # [3, 2]
         self.level = torch.full((n,), 0.0 if self.curriculum else 1.0, dtype=torch.float64, device=self.device)
+        # with stages: each world's level per stage, its episode's stage, the yaw kernel's sum; the boxes as one tensor
+        # [stages, most boxes in a stage, 3, 2] (a stage's boxes repeated to fill it; a key left out is [0, 0])
+        self.stages = env.stages
+        if self.stages is not None:
+            most = max(len(stage) for stage in self.stages)
+            self.boxes = t([[[box.get(k, [0.0, 0.0]) for k in COMMAND_KEYS] for box in (stage * most)[:most]]
+                            for stage in self.stages])
+            self.box_counts = torch.tensor([len(stage) for stage in self.stages], device=self.device)
+            self.stage_levels = torch.zeros(n, len(self.stages), dtype=torch.float64, device=self.device)
+            self.episode_stage = torch.zeros(n, dtype=torch.long, device=self.device)
+            self.yaw_tracking = torch.zeros(n, dtype=torch.float64, device=self.device)
         self.tracking = torch.zeros(n, dtype=torch.float64, device=self.device)
         self.tracked_steps = torch.zeros(n, dtype=torch.long, device=self.device)
         self.last_fell = torch.zeros(n, dtype=torch.bool, device=self.device)
@@ -321,8 +329,11 @@ class WarpLeggedVecEnv:
             lo, hi = self.ranges[:, 0], self.ranges[:, 1]
             if self.curriculum is not None:
                 self._advance_curriculum(mask)
-                a = self.level.float()[:, None]  # each world's ranges, between the start's (0) and the full (1)
-                lo, hi = (1 - a) * self.start[:, 0] + a * lo, (1 - a) * self.start[:, 1] + a * hi
+                if self.stages is not None:
+                    lo, hi = self._staged_ranges(mask)
+                else:
+                    a = self.level.float()[:, None]  # each world's ranges, between the start's (0) and the full (1)
+                    lo, hi = (1 - a) * self.start[:, 0] + a * lo, (1 - a) * self.start[:, 1] + a * hi
             command = lo + (hi - lo) * torch.rand(n, 3, device=self.device, generator=self.generator)
         else:
             command = torch.zeros(n, 3, device=self.device)
@@ -335,10 +346,34 @@ class WarpLeggedVecEnv:
         c = self.curriculum
         good = mask & (self.tracked_steps > 0) & ~self.last_fell & \
             (self.tracking / self.tracked_steps.clamp(min=1) >= c["threshold"])
-        self.level = torch.where(good, (self.level + c["step"]).clamp(max=1.0), self.level)
+        if self.stages is None:
+            self.level = torch.where(good, (self.level + c["step"]).clamp(max=1.0), self.level)
+        else:  # the episode's stage only, and for a turning command only if its yaw rate was tracked too
+            yaw_ok = (self.command[:, 2] == 0) | \
+                (self.yaw_tracking / self.tracked_steps.clamp(min=1) >= c["threshold"])
+            raised = torch.nn.functional.one_hot(self.episode_stage, len(self.stages)).bool() & \
+                (good & yaw_ok)[:, None]
+            self.stage_levels = torch.where(raised, (self.stage_levels + c["step"]).clamp(max=1.0), self.stage_levels)
+            self.level = self.stage_levels.mean(1)
+            self.yaw_tracking = torch.where(mask, 0.0, self.yaw_tracking)
         self.tracking = torch.where(mask, 0.0, self.tracking)
         self.tracked_steps = torch.where(mask, 0, self.tracked_steps)
         self.last_fell = torch.where(mask, False, self.last_fell)
+
+    def _staged_ranges(self, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The CPU env's `_draw_staged_command` per world: the newest open stage with probability `focus`, else any
+        open one; a box of that stage. Returns each world's [N, 3] low and high ranges (a world outside `mask`
+        keeps its stage)."""
+        n, count = self.num_envs, len(self.stages)
+        u = torch.rand(n, 3, device=self.device, generator=self.generator)
+        still_open = self.stage_levels < 1.0
+        newest = torch.where(still_open.any(1), still_open.double().argmax(1), count - 1)
+        rehearsed = (u[:, 1] * (newest + 1)).long().clamp(max=count - 1)
+        stage = torch.where(u[:, 0] >= self.curriculum["focus"], torch.minimum(rehearsed, newest), newest)
+        self.episode_stage = torch.where(mask, stage, self.episode_stage)
+        box = (u[:, 2] * self.box_counts[self.episode_stage]).long()
+        ranges = self.boxes[self.episode_stage, torch.minimum(box, self.box_counts[self.episode_stage] - 1)]
+        return ranges[..., 0], ranges[..., 1]
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[torch.Tensor, dict]:
         self._prepare_graph()
@@ -376,6 +411,8 @@ class WarpLeggedVecEnv:
             self.tracking += torch.exp(-((self.command[:, :2] - lin[:, :2]) ** 2).sum(1) / sigma).double()
             self.tracked_steps += 1
             self.last_fell = fell
+            if self.stages is not None:
+                self.yaw_tracking += torch.exp(-(self.command[:, 2] - ang[:, 2]) ** 2 / sigma).double()
             info["curriculum_command_level"] = self.level.float()  # before the reset below, as the CPU env's
         if "termination" in self.weights:
             info["reward_termination"] = self.weights["termination"] * fell.float()
@@ -399,6 +436,9 @@ class WarpLeggedVecEnv:
                  "generator": self.generator.get_state(), **{f"param_{k}": v for k, v in self.params.items()},
                  "level": self.level, "tracking": self.tracking, "tracked_steps": self.tracked_steps,
                  "last_fell": self.last_fell}
+        if self.stages is not None:
+            state.update(stage_levels=self.stage_levels, episode_stage=self.episode_stage,
+                         yaw_tracking=self.yaw_tracking)
         if self.act is not None:
             state["act"] = self.act
         return {k: v.detach().cpu().clone() for k, v in state.items()}
@@ -410,7 +450,8 @@ class WarpLeggedVecEnv:
                 getattr(self, k).copy_(state[k].to(self.device))
         for k in ("command", "last_action", "air_time", "elapsed", "since_push"):
             setattr(self, k, state[k].to(self.device).clone())
-        for k in ("level", "tracking", "tracked_steps", "last_fell"):  # absent from checkpoints made before them
+        for k in ("level", "tracking", "tracked_steps", "last_fell",  # absent from checkpoints made before them
+                  "stage_levels", "episode_stage", "yaw_tracking"):
             if k in state:
                 setattr(self, k, state[k].to(self.device).clone())
         if self.model_views:
