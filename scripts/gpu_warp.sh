@@ -46,7 +46,7 @@ warp.get_cuda_device_count())" || exit 1
 if [[ $STAGES == *tests* ]]; then
 stage "the CUDA path against the CPU env (tests/test_warp.py on $DEVICE; compiles the kernels)"
 PG_LAB_WARP_DEVICE=$DEVICE timeout 300 python3 -m pytest -q -p no:cacheprovider -m warp tests/test_warp.py \
-  -k "compute_what or same_step or randomised or curriculum" 2>&1 | grep -v "^Module" | tail -15
+  -k "compute_what or same_step or randomised or curriculum or stages" 2>&1 | grep -v "^Module" | tail -15
 fi
 
 if [[ $STAGES == *envsteps* ]]; then
