@@ -154,16 +154,19 @@ class MeanBaseline(Baseline):
 
 class ValueBaseline(Baseline):
     """b = V(s_t), a learned state value fitted to the reward-to-go by regression with its own optimizer.
-    The critic also bootstraps time-limit truncations with V(final observation); a terminal state is worth 0."""
+    The critic also bootstraps time-limit truncations with V(final observation); a terminal state is worth 0.
+    `normalize_targets`: regress on the targets standardised by their running mean and std (pg_lab.networks'
+    ValueNet), the value normalisation of PPO implementations (MAPPO's ValueNorm, without PopArt's output fix)."""
 
     name, has_critic = "value", True
 
     def __init__(self, context: Context, hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh",
-                 lr: float = 1e-3, epochs: int = 5, minibatches: int = 4):
+                 lr: float = 1e-3, epochs: int = 5, minibatches: int = 4, normalize_targets: bool = False):
         super().__init__(context)
         if epochs < 1 or minibatches < 1:
             raise ValueError(f"baseline.epochs and baseline.minibatches must be >= 1, got {epochs}, {minibatches}")
-        self.critic = ValueNet(context.obs_dim, context.normalizer, hidden_sizes, activation).to(context.device)
+        self.critic = ValueNet(context.obs_dim, context.normalizer, hidden_sizes, activation,
+                               normalize_targets).to(context.device)
         self.optimizer = context.make_optimizer(self.critic.net.parameters(), lr=lr)
         self.epochs, self.minibatches = epochs, minibatches
 
@@ -193,13 +196,17 @@ class ValueBaseline(Baseline):
     def fit(self, obs: torch.Tensor, est: Estimates, advantages: np.ndarray) -> dict[str, float]:
         targets = self.targets(est, advantages)
         y = torch.as_tensor(targets[est.valid], dtype=torch.float32, device=obs.device)
+        stats = self.critic.target_stats
+        if stats.enabled:  # this batch's targets join the statistics, then the MLP regresses in their units
+            stats.accumulate(y)
+            y = (y - stats.mean.float()) * torch.rsqrt(stats.var + stats.eps).float()
         size = max(1, len(obs) // self.minibatches)
         losses = []
         for _ in range(self.epochs):
             order = torch.randperm(len(obs), device=obs.device)
             for start in range(0, len(obs), size):
                 idx = order[start:start + size]
-                loss = 0.5 * (self.critic(obs[idx]) - y[idx]).pow(2).mean()
+                loss = 0.5 * (self.critic.normalized(obs[idx]) - y[idx]).pow(2).mean()
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
@@ -215,7 +222,11 @@ class ValueBaseline(Baseline):
         return {"critic": self.critic.state_dict(), "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.critic.load_state_dict(state["critic"])
+        critic = dict(state["critic"])
+        for key, value in self.critic.state_dict().items():  # checkpoints from before target normalisation
+            if key.startswith("target_stats.") and key not in critic and not self.critic.target_stats.enabled:
+                critic[key] = value
+        self.critic.load_state_dict(critic)
         self.optimizer.load_state_dict(state["optimizer"])
 
 
@@ -226,10 +237,11 @@ class GAEBaseline(ValueBaseline):
     name = "gae"
 
     def __init__(self, context: Context, hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh",
-                 lr: float = 1e-3, epochs: int = 5, minibatches: int = 4, lam: float = 0.95):
+                 lr: float = 1e-3, epochs: int = 5, minibatches: int = 4, lam: float = 0.95,
+                 normalize_targets: bool = False):
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"baseline.lam must be in [0, 1], got {lam}")
-        super().__init__(context, hidden_sizes, activation, lr, epochs, minibatches)
+        super().__init__(context, hidden_sizes, activation, lr, epochs, minibatches, normalize_targets)
         self.lam = lam
 
     @classmethod

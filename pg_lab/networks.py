@@ -74,13 +74,24 @@ class ObsNormalizer(nn.Module):
 
 
 class ValueNet(nn.Module):
-    """V(s): an MLP on normalised observations."""
+    """V(s): an MLP on normalised observations. With `normalize_targets` the MLP predicts the value in units of
+    its regression targets' running mean and standard deviation (`target_stats`, fed by the baseline before each
+    fit), so that returns of hundreds or thousands are regressed at the scale the network starts at."""
 
     def __init__(self, obs_dim: int, normalizer: ObsNormalizer, hidden_sizes: Sequence[int] = (64, 64),
-                 activation: str = "tanh"):
+                 activation: str = "tanh", normalize_targets: bool = False):
         super().__init__()
         self.normalizer = normalizer
         self.net = mlp(obs_dim, hidden_sizes, 1, activation, out_gain=1.0)
+        self.target_stats = ObsNormalizer((), enabled=normalize_targets)
+
+    def normalized(self, obs: torch.Tensor) -> torch.Tensor:
+        """The MLP's output: V(s) in target units (V(s) itself without target normalisation)."""
+        return self.net(self.normalizer(obs)).squeeze(-1)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(self.normalizer(obs)).squeeze(-1)
+        out = self.normalized(obs)
+        stats = self.target_stats
+        if not stats.enabled or stats.count.item() == 0:
+            return out
+        return out * torch.sqrt(stats.var + stats.eps).float() + stats.mean.float()

@@ -54,7 +54,8 @@ FINGERPRINT_IGNORED = (*BOOKKEEPING_KEYS, "total_steps")
 # recorded for a while), so records from before and after the key (studies, benchmarks) match the configs that
 # made them
 OMITTED_AT_DEFAULT = {"env.backend": "mujoco", "algo.bootstrap_truncation": None, "env.kwargs.tracking_sigma": 0.25,
-                      "env.kwargs.rewards.command_progress": 0.0, "env.kwargs.command_curriculum": None}
+                      "env.kwargs.rewards.command_progress": 0.0, "env.kwargs.command_curriculum": None,
+                      "baseline.normalize_targets": False}
 SEED_KEY = "seed"
 
 
