@@ -67,6 +67,28 @@ def search_space(arguments: list[str]) -> tuple[dict[str, BaseDistribution], lis
     return space, fixed
 
 
+def incumbent(config: DictConfig, space: dict[str, BaseDistribution]) -> tuple[dict[str, Any], list[str]]:
+    """The searched keys' values in the config the sweep was launched with (a group's key: its chosen option):
+    today's setting, to be the study's first trial so that its best is never worse than what users run. Returns
+    those inside their distribution and the keys whose value lies outside it (left to the sampler)."""
+    from omegaconf import OmegaConf
+    from optuna.distributions import CategoricalDistribution
+
+    choices = config.hydra.runtime.choices if "hydra" in config else {}
+    params, outside = {}, []
+    for key, dist in space.items():
+        value = choices[key] if key in choices else OmegaConf.select(config, key, default=None)
+        if isinstance(dist, CategoricalDistribution):
+            inside = value in dist.choices
+        else:
+            inside = isinstance(value, (int, float)) and not isinstance(value, bool) and dist.low <= value <= dist.high
+        if inside:
+            params[key] = value
+        else:
+            outside.append(key)
+    return params, outside
+
+
 def as_override(key: str, value: Any) -> str:
     if value is None:
         return f"{key}=null"

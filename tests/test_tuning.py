@@ -15,7 +15,7 @@ from test_sweeps import sweep
 
 from hydra_plugins.pg_lab_sweepers.optuna_sweeper import OptunaSweeper
 from pg_lab.resume import Pruned
-from pg_lab.tuning import TrialReporter, experiment_file, open_storage, search_space
+from pg_lab.tuning import TrialReporter, experiment_file, incumbent, open_storage, search_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -51,6 +51,21 @@ def test_best_trial_as_an_experiment_file(tmp_path, compose):
     cfg = compose("experiment=best_s", f"hydra.searchpath=[file://{tmp_path}]")
     direct = compose("experiment=baselines", "env=acrobot", "optimizer.lr=0.0021", "algo.gamma=0.97")
     assert cfg == direct  # the file composes to the trial's config (less its seed)
+
+
+def test_the_incumbent_is_the_launch_configs_own_values_of_the_searched_keys(compose):
+    cfg = compose("experiment=tune_idp", return_hydra_config=True)
+    space, _ = search_space(["optimizer.lr=tag(log, interval(1e-3, 1e-2))", "baseline.lam=interval(0.9, 0.99)",
+                             "algo.num_steps=choice(128, 256, 512)", "env.num_envs=choice(2, 8)",
+                             "algo.gamma=interval(0.9, 0.95)", "policy=gaussian,beta"])
+    params, outside = incumbent(cfg, space)
+    # InvertedDoublePendulum's env file: lr 3e-3, lam 0.95, 256 steps; its 4 envs and gamma 0.99 are outside
+    assert params == {"optimizer.lr": 0.003, "baseline.lam": 0.95, "algo.num_steps": 256, "policy": "gaussian"}
+    assert outside == ["env.num_envs", "algo.gamma"]
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(params)
+    first = study.ask(space).params  # what the sweeper asks first: these, and the rest sampled
+    assert {k: first[k] for k in params} == params and set(first) == set(space)
 
 
 def test_a_trial_cut_off_by_a_dead_sweeper_runs_again_with_its_parameters():
@@ -107,6 +122,8 @@ def test_optuna_sweep_seeds_per_trial_pruning_best_file_and_a_relaunch_that_cont
             assert all(s["status"] == "finished" for s in summaries)
         else:
             assert all(s["status"] == "pruned" and s["total_steps"] < 3072 for s in summaries)
+    assert trials[0].user_attrs["incumbent"] and trials[0].params == {  # CartPole's own setting, first
+        "optimizer.lr": 0.003, "baseline.lr": 0.001, "algo.ent_coef": 0.0}
     results = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
     assert results["best_value"] == study.best_value and results["best_params"] == study.best_params
     best = (tmp_path / "best" / "experiment" / "best_tune_cartpole.yaml").read_text()

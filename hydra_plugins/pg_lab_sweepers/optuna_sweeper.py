@@ -45,7 +45,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from pg_lab.rundir import SEED_KEY, RunDir, override_key
-from pg_lab.tuning import TRIAL_KEY, as_override, experiment_file, open_storage, search_space
+from pg_lab.tuning import TRIAL_KEY, as_override, experiment_file, incumbent, open_storage, search_space
 
 if TYPE_CHECKING:  # optuna is imported when a sweep starts, not by every pg-lab command (it takes ~0.4 s)
     import optuna
@@ -82,6 +82,7 @@ class OptunaSweeperConf:
     params: dict[str, str] = field(default_factory=dict)  # key: sweep, as on the command line
     max_failure_rate: float = 0.0       # failed trials tolerated per batch before the sweep stops
     stale_after_s: float = 300.0        # a running trial with no heartbeat for this long was cut off
+    incumbent_first: bool = True        # trial 0 is the launch config's own values of the searched keys
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provider="pg_lab")
@@ -118,13 +119,14 @@ class _Heartbeat:
 class OptunaSweeper(Sweeper):
     def __init__(self, study_name: str, storage: str | None, direction: str, n_trials: int, n_jobs: int,
                  seeds: list[int], sampler: Any, pruner: Any, reports: int, params: dict[str, str],
-                 max_failure_rate: float, stale_after_s: float) -> None:
+                 max_failure_rate: float, stale_after_s: float, incumbent_first: bool = True) -> None:
         if not seeds:
             raise ValueError("hydra.sweeper.seeds: give at least one seed")
         self.study_name, self.storage_spec, self.direction = study_name, storage, direction
         self.n_trials, self.n_jobs, self.seeds = n_trials, max(1, n_jobs), list(seeds)
         self.sampler_cfg, self.pruner_cfg, self.params = sampler, pruner, dict(params or {})
         self.max_failure_rate, self.stale_after_s = max_failure_rate, stale_after_s
+        self.incumbent_first = incumbent_first
         del reports  # read by the jobs (pg_lab.tuning.TrialReporter), from the job's hydra config
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
@@ -152,6 +154,12 @@ class OptunaSweeper(Sweeper):
             # continuing (or a second sweeper on the same study): a sampler seeded as before would propose the
             # first trials' parameters again
             study.sampler.reseed_rng()
+        elif self.incumbent_first and space:  # a new study: today's setting is measured first, beside the rest
+            params, outside = incumbent(self.config, space)
+            study.enqueue_trial(params, user_attrs={"incumbent": True})
+            log.info("trial 0: the launch config's own values (%s)%s",
+                     ", ".join(f"{k}={v}" for k, v in params.items()) or "none in the search space",
+                     f"; outside the search space, sampled: {', '.join(outside)}" if outside else "")
         self._rerun_cut_off(study, space)
         log.info("Optuna study %r (%s): %d of %d trials done; %d seed(s) per trial; searching %s",
                  self.study_name, self.storage_spec or self.sweep_dir / "optuna.journal",
