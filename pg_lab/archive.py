@@ -23,7 +23,8 @@ from pathlib import Path
 
 from pg_lab.rundir import RunDir
 
-DIGITS = 6  # significant digits kept in archived metrics: far below seed-to-seed noise, ~3x smaller files
+DIGITS = 6  # significant digits kept in archived metrics: far below seed-to-seed noise; gzip then makes a
+# 1M-step Ant run 47 kB instead of 89 kB at full precision (368 kB raw)
 METRICS_GZ = "metrics.jsonl.gz"
 KEPT = ("summary.json", "eval.json", "eval_commands.json", ".hydra/config.yaml", ".hydra/overrides.yaml")
 
