@@ -43,10 +43,17 @@ def finished_runs(root: Path) -> list[RunDir]:
 
 
 def save(runs: Path, archive: Path) -> list[Path]:
-    """Archive every finished run under `runs` (replacing an older archived copy of it); returns what was written."""
+    """Archive every finished run under `runs` (replacing an older archived copy of it); returns what was written.
+    A run whose archived copy already holds the same summary, config and evaluation files is skipped: a finished
+    run's metrics change only with its summary (a longer budget rewrites both), and the study's script saves
+    every few minutes."""
     written = []
     for run in finished_runs(runs):
         dest = archive / run.path.relative_to(runs)
+        if (dest / METRICS_GZ).is_file() and all(
+                (dest / name).is_file() and (dest / name).read_bytes() == (run.path / name).read_bytes()
+                for name in KEPT if (run.path / name).is_file()):
+            continue
         if dest.exists():
             shutil.rmtree(dest)
         for name in KEPT:
@@ -89,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         if not args.runs.is_dir():
             p.error(f"{args.runs} is not a directory")
         done = save(args.runs, args.archive)
-        print(f"archived {len(done)} finished run(s) from {args.runs} into {args.archive}")
+        print(f"archived {len(done)} new or changed finished run(s) from {args.runs} into {args.archive}")
     else:
         done = restore(args.archive, args.runs) if args.archive.is_dir() else []
         print(f"restored {len(done)} run record(s) from {args.archive} into {args.runs}")

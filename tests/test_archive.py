@@ -66,3 +66,18 @@ def test_restore_leaves_a_local_record_alone(tmp_path, capsys):
     assert (runs / "a" / ".hydra" / "config.yaml").is_file()
     assert json.loads((local / "summary.json").read_text()) == {"status": "interrupted"}
     assert not (local / ".hydra").exists()
+
+
+def test_save_rewrites_only_records_that_changed(tmp_path):
+    runs, archive = tmp_path / "outputs", tmp_path / "archive"
+    for name in ("a", "b"):
+        d = runs / name
+        (d / ".hydra").mkdir(parents=True)
+        (d / ".hydra" / "config.yaml").write_text("seed: 0\n")
+        (d / "summary.json").write_text(json.dumps({"status": "finished", "total_steps": 10}))
+        (d / "metrics.jsonl").write_text(json.dumps({"step": 10, "return_recent_mean": 1.5}) + "\n")
+    assert len(save(runs, archive)) == 2
+    assert save(runs, archive) == []  # nothing changed: nothing rewritten
+    (runs / "b" / "eval.json").write_text('{"forward_speed_mean": 1.2}')  # evaluated after it was archived
+    assert save(runs, archive) == [archive / "b"]
+    assert (archive / "b" / "eval.json").read_text() == '{"forward_speed_mean": 1.2}'
