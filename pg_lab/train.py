@@ -60,6 +60,7 @@ def train(cfg: DictConfig, run_dir: RunDir, resumed: bool = False) -> float:
     validate(cfg)
     with run_dir.locked():
         run_dir.check_record(cfg, fresh=cfg.fresh)  # a record of another config is refused (or moved aside)
+        run_dir.refused.unlink(missing_ok=True)  # this launch takes the job: an earlier refusal no longer holds
         return _train(cfg, run_dir, resumed)
 
 
