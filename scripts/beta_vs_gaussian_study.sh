@@ -31,7 +31,10 @@ trap 'kill $saver 2>/dev/null; archive' EXIT
 # 2. the cheap tasks: every head x optimizer
 "$PG" -m "${common[@]}" env=pendulum,mountain_car_continuous total_steps=500000
 "$PG" -m "${common[@]}" env=inverted_pendulum
-# 3. the other expensive ones: gaussian vs beta x both optimizers
-"$PG" -m "${common[@]}" env=hopper,quadruped,humanoid policy=gaussian,beta
+# 3. the other expensive ones: gaussian vs beta x both optimizers, one seed at a time (a stopped study then holds
+#    whole paired seeds), Humanoid first (Chou et al.'s "2x faster" claim)
+for seed in 0 1 2 3 4; do
+  "$PG" -m "${common[@]}" env=humanoid,hopper,quadruped policy=gaussian,beta seed=$seed
+done
 # 4. the report
 python -m pg_lab.study outputs/sweeps/beta_vs_gaussian --report docs/results/beta_vs_gaussian.md --note "$CUT"
