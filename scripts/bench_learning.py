@@ -6,7 +6,8 @@
 
 Every task runs at its env file's defaults (the settings a user gets from `pg-lab env=X`). pg_lab's figure is
 the mean *training*-episode return of the last 20 episodes at the budget (`final_return_mean` in
-summary.json), per seed; the table gives their median and mean. The anchors of
+summary.json), per seed; the table gives their median and mean. The quadruped's target is its deterministic
+evaluation instead (5 episodes from the final checkpoint, `pg_lab.evaluate`: forward speed and falls, eval.json). The anchors of
 ../shared/BENCHMARKS.md report other things (max test return, deterministic evaluation); the table says which.
 Runs land in outputs/bench/<task>/seed<n>/; re-running skips finished ones, so the same command continues an
 interrupted benchmark and regenerates the report. Each finished run's record is archived in
@@ -19,6 +20,7 @@ SVG, every seed and their mean) go beside the table, in <out stem>/.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
@@ -54,7 +56,8 @@ TASKS = {  # overrides (the env's defaults: no preset), budget, target (what, th
     "humanoid": (["env=humanoid"], 1_000_000, ("mean final return", 500, "final"), ["CleanRL PPO, 1M: 716"]),
     "swimmer": (["env=swimmer"], 1_000_000, ("mean final return", None, "final"), []),
     "reacher": (["env=reacher"], 1_000_000, ("mean final return", None, "final"), []),
-    "quadruped": (["experiment=quadruped"], 1_000_000, ("mean final return", None, "final"), []),
+    "quadruped": (["experiment=quadruped"], 1_000_000,
+                  ("deterministic evaluation (5 episodes): forward speed, 0 falls, every seed", 1.5, "speed"), []),
 }
 
 
@@ -92,7 +95,9 @@ def result(task: str, seed: int) -> dict | None:
         return None
     rows = d.read_metrics()
     hit = next((r for r in rows if (r.get("return_recent_mean") or 0) >= 475), None)
+    evaluation = d.path / "eval.json"  # the quadruped's target is its deterministic evaluation (see run)
     return {"task": task, "seed": seed, "final": summary["final_return_mean"], "steps_to_475": hit and hit["step"],
+            "eval": json.loads(evaluation.read_text()) if evaluation.exists() else None,
             "wall_time_s": summary["wall_time_s"], "steps": summary["total_steps"],
             # from the recorded config, not the recorded hash: keys added since are compared at their defaults
             "fingerprint": fingerprint(summary["config"]) if "config" in summary else summary.get("config_fingerprint"),
@@ -103,6 +108,11 @@ def run(task: str, seed: int, extra: list[str]) -> dict:
     proc = subprocess.run(command(task, seed, extra), capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(command(task, seed, extra))} failed:\n{proc.stderr[-2000:]}")
+    if TASKS[task][2][2] == "speed" and not (run_dir(task, seed) / "eval.json").exists() \
+            and RunDir(run_dir(task, seed)).has_checkpoint():
+        # 5 deterministic episodes from the final checkpoint: forward speed and falls (eval.json, archived below)
+        subprocess.run([sys.executable, "-m", "pg_lab.evaluate", str(run_dir(task, seed)), "--episodes", "5"],
+                       check=True, capture_output=True, cwd=ROOT)
     save(run_dir(task, seed), ARCHIVE / task / f"seed{seed}")
     return result(task, seed)
 
@@ -150,6 +160,14 @@ def report(results: list[dict], tasks: list[str]) -> str:
             met = med <= threshold and len(reached) == len(steps) and max(reached) <= threshold * 1.6
             per_seed += "; steps to 475: " + ", ".join(str(s) if s else "-" for s in steps)
             middle = f"{med:.0f} steps" if reached else "not reached"
+        elif kind == "speed":
+            evals = [r["eval"] for r in rs]
+            target = f"{what}: ≥ {threshold} m/s"
+            met = all(e and e["forward_speed_mean"] >= threshold and e["falls"] == 0 for e in evals)
+            per_seed += "; evaluation m/s (falls of 5): " + ", ".join(
+                f"{e['forward_speed_mean']:.2f} ({e['falls']})" if e else "not evaluated" for e in evals)
+            speeds = [e["forward_speed_mean"] for e in evals if e]
+            middle = f"{statistics.median(speeds):.2f} m/s" if speeds else "not evaluated"
         elif kind == "every":
             target = f"{what}: {threshold}"
             met = all(f >= threshold for f in finals)
