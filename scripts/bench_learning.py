@@ -24,6 +24,7 @@ import json
 import statistics
 import subprocess
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -134,7 +135,10 @@ def plot(task: str, results: list[dict], out: Path) -> list[str]:
         steps, values = map(np.asarray, zip(*r["curve"]))
         ax.plot(steps, values, lw=0.8, alpha=0.5, label=f"seed {r['seed']}")
         curves.append(np.where(grid >= steps[0], np.interp(grid, steps, values), np.nan))
-    ax.plot(grid, np.nanmean(np.stack(curves), 0), color="black", lw=2, label="mean")
+    with np.errstate(all="ignore"), warnings.catch_warnings():  # before the first update no seed has a point
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(np.stack(curves), 0)
+    ax.plot(grid, mean, color="black", lw=2, label="mean")
     ax.set_title(f"{task}: last-20-episode training return ({len(results)} seeds)", fontsize=10)
     ax.set_xlabel("environment steps")
     ax.set_ylabel("return")
@@ -216,11 +220,11 @@ def main() -> None:
         for task in done:
             png, svg = plot(task, [r for r in results if r["task"] == task], figures)
             curves.append(f"![{task}]({figures.name}/{png}) ([SVG]({figures.name}/{svg}))")
-        gaps = ""
+        gaps = "\nHow these settings were chosen, and the tries behind them: [learning_notes.md](learning_notes.md).\n"
         if missing:
-            gaps = (f"\nNot run on all {args.seeds} seeds (humanoid: 3) at today's defaults: " + ", ".join(missing) +
-                    " (a task with some finished seeds is in the table with those seeds; runs of older defaults "
-                    "are left out). Notes on these figures: [learning_notes.md](learning_notes.md).\n")
+            gaps += (f"\nNot run on all {args.seeds} seeds (humanoid: 3) at today's defaults: " + ", ".join(missing) +
+                     " (a task with some finished seeds is in the table with those seeds; runs of older defaults "
+                     "are left out).\n")
         args.out.write_text(f"Produced by `{cmd}`\n\n{table}{gaps}\n## Learning curves\n\n" +
                             "\n\n".join(curves) + "\n")
 
