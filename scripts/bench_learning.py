@@ -7,8 +7,9 @@
 Every task runs at its env file's defaults (the settings a user gets from `pg-lab env=X`). pg_lab's figure is
 the mean *training*-episode return of the last 20 episodes at the budget (`final_return_mean` in
 summary.json), per seed; the table gives their median and mean. The quadruped's target is its deterministic
-evaluation instead (5 episodes from the final checkpoint, `pg_lab.evaluate`: forward speed and falls, eval.json). The anchors of
-../shared/BENCHMARKS.md report other things (max test return, deterministic evaluation); the table says which.
+evaluation instead (5 episodes from the final checkpoint, `pg_lab.evaluate`: forward speed and falls, eval.json).
+The anchors of ../shared/BENCHMARKS.md report other things (max test return, deterministic evaluation); the table
+says which.
 Runs land in outputs/bench/<task>/seed<n>/; re-running skips finished ones, so the same command continues an
 interrupted benchmark and regenerates the report. Each finished run's record is archived in
 docs/results/runs/bench/ (`pg_lab.archive`: no checkpoint) and restored from there into a new checkout, so the
