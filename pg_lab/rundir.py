@@ -208,6 +208,23 @@ class RunDir:
         os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode(), 0)
         self._lock_fd = fd
 
+    def is_busy(self) -> bool:
+        """Is the directory held by a live process, other than through this object's lock()? (The kernel drops a
+        dead holder's lock.)"""
+        if getattr(self, "_lock_fd", None) is not None or not self.lock_file.exists():
+            return False
+        try:
+            fd = os.open(self.lock_file, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing releases the probe's own lock
+        return False
+
     def unlock(self, remove: bool = False) -> None:
         fd = getattr(self, "_lock_fd", None)
         if fd is not None:

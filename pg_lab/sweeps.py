@@ -32,12 +32,16 @@ COLUMNS = ("job", "status", "final_return_mean", "total_steps", "wall_time_s", "
 
 def job_rows(sweep_dir: Path, since: float = 0.0) -> list[dict[str, Any]]:
     """One row per job directory under `sweep_dir` launched at or after `since` (a time.time()): its status
-    (`reused` for a job that had finished before this launch, `refused` for one this launch left alone)."""
+    (`reused` for a job that had finished before this launch, `refused` for one this launch left alone). A job
+    another process is running (its directory locked: a second launch into the same sweep) is not this launch's and
+    is left out."""
     rows = []
     for overrides in sorted(sweep_dir.rglob(".hydra/overrides.yaml")):
         job = RunDir(overrides.parent.parent)
         refused = job.refused.exists() and job.refused.stat().st_mtime >= since
         if job.is_replaced() or (overrides.stat().st_mtime < since and not refused and not _touched(job, since)):
+            continue
+        if not refused and job.is_busy():  # another process's run in the same sweep directory: not this launch's
             continue
         summary = job.read_summary() or {"status": "failed",
                                          "error": "no summary.json (the job stopped before training)"}

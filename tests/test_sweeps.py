@@ -97,3 +97,23 @@ def test_relaunching_a_sweep_runs_only_what_is_left(tmp_path):
     assert ((first / "summary.json").read_text(), (first / "metrics.jsonl").stat().st_mtime_ns) == before
     assert summaries(tmp_path)["seed=1,total_steps=2000"]["status"] == "finished"
     assert "already finished" in (first / "train.log").read_text()
+
+
+def test_a_job_another_process_is_running_is_not_counted_as_this_launchs_failure(tmp_path):
+    from pg_lab.rundir import RunDir
+    from pg_lab.sweeps import job_rows
+
+    job = RunDir(tmp_path / "env=humanoid,seed=1")  # started by another launch into the same sweep directory
+    job.overrides.parent.mkdir(parents=True)
+    job.overrides.write_text("- env=humanoid\n- seed=1\n")
+    job.log.write_text("training\n")  # its log grows while it runs: as if this launch had visited it
+    assert [r["status"] for r in job_rows(tmp_path)] == ["failed"]  # no holder: a job that died before training
+    holder = RunDir(job.path)
+    holder.lock()
+    try:
+        assert job.is_busy() and job_rows(tmp_path) == []
+        job.mark_refused("in use by another process")  # a job this launch was refused: still its row
+        assert [r["status"] for r in job_rows(tmp_path)] == ["refused"]
+    finally:
+        holder.unlock()
+    assert not job.is_busy()
