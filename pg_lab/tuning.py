@@ -12,7 +12,7 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Transformer
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from pg_lab.resume import Pruned
 from pg_lab.rundir import BOOKKEEPING_KEYS, SEED_KEY, override_key
@@ -71,7 +71,6 @@ def incumbent(config: DictConfig, space: dict[str, BaseDistribution]) -> tuple[d
     """The searched keys' values in the config the sweep was launched with (a group's key: its chosen option):
     today's setting, to be the study's first trial so that its best is never worse than what users run. Returns
     those inside their distribution and the keys whose value lies outside it (left to the sampler)."""
-    from omegaconf import OmegaConf
     from optuna.distributions import CategoricalDistribution
 
     choices = config.hydra.runtime.choices if "hydra" in config else {}
