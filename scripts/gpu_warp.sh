@@ -5,11 +5,13 @@
 # 1 m/s with 0 falls; for the velocity task, time to a tracking error of 0.25 m/s with 0 falls).
 #
 # The machine has no network: wheels travel with the call (scripts/gpu_wheels.sh prepares them; warp-lang's
-# wheel is larger than one call may carry, so its library travels compressed, in parts, over earlier calls).
+# wheel is larger than one call may carry, so its library's first part travels over an earlier call).
 #   there:  OUT=/some/dir bash scripts/gpu_warp.sh
 #   e.g. a second call on the warm machine:  STAGES= RUNS="go2 quadruped_velocity" TRAIN_S=240 bash scripts/gpu_warp.sh
 # Writes $OUT/gpu_warp.txt (everything it printed), and each run's metrics and curve (<env>_metrics.jsonl,
-# <env>_curve.json).
+# <env>_curve.json) and its run directory with the checkpoint and the training log (<env>_run.tgz).
+# A run goes on from an earlier call's (or session's) <env>_run.tgz found in RESUME_DIR (carried there): it resumes
+# from the checkpoint, and its snapshots count the wall clock of training from the first launch.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_warp}
 SITE=${SITE:-/tmp/site}        # where the wheels are installed
@@ -60,19 +62,31 @@ env_name=${spec%%:*}; seconds=$TRAIN_S; [[ $spec == *:* ]] && seconds=${spec#*:}
 stage "training: $env_name, $TRAIN_ENVS worlds, ${seconds} s"
 run=/tmp/gpu_runs/$env_name snaps=/tmp/gpu_runs/${env_name}_snaps
 rm -rf "$run" "$snaps"; mkdir -p "$snaps"
-python3 -m pg_lab env="$env_name" experiment=legged_gpu device="$DEVICE" env.num_envs="$TRAIN_ENVS" \
-  total_steps="${TOTAL_STEPS:-50000000}" progress_bar=false hydra.run.dir="$run" > "/tmp/gpu_runs/$env_name.log" 2>&1 &
+offset=0  # seconds of training before this call
+if [[ -n ${RESUME_DIR:-} && -f $RESUME_DIR/${env_name}_run.tgz ]]; then
+  tar -xzf "$RESUME_DIR/${env_name}_run.tgz" -C /tmp/gpu_runs
+  offset=$(cat "$run/wall_s.txt"); echo "resuming $run after ${offset} s of training"
+  launch=(python3 -m pg_lab resume="$run"); cp "$run/train_stdout.log" "$run.log"
+else
+  rm -f "$run.log"
+  launch=(python3 -m pg_lab env="$env_name" experiment=legged_gpu device="$DEVICE" env.num_envs="$TRAIN_ENVS"
+          total_steps="${TOTAL_STEPS:-50000000}" progress_bar=false hydra.run.dir="$run")
+fi
+"${launch[@]}" >> "$run.log" 2>&1 &
 pid=$!
 t0=$(date +%s)
 while kill -0 $pid 2>/dev/null; do
   sleep "$SNAP_S"
   now=$(( $(date +%s) - t0 ))
-  [[ -f $run/checkpoint.pt ]] && cp "$run/checkpoint.pt" "$snaps/$now.pt"
+  [[ -f $run/checkpoint.pt ]] && cp "$run/checkpoint.pt" "$snaps/$(( offset + now )).pt"
   if (( now >= seconds )); then kill -TERM $pid 2>/dev/null; fi
 done
 wait $pid; echo "training exit code $? (143: stopped at ${seconds} s)"
-grep -v "^Module" "/tmp/gpu_runs/$env_name.log" | tail -3
+echo $(( offset + $(date +%s) - t0 )) > "$run/wall_s.txt"
+grep -v "^Module" "$run.log" | tail -3
 cp "$run/metrics.jsonl" "$OUT/${env_name}_metrics.jsonl"
+cp "$run.log" "$run/train_stdout.log"
+tar -czf "$OUT/${env_name}_run.tgz" -C /tmp/gpu_runs --exclude='*.pt.tmp' "$env_name"
 python3 - "$run" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(f"{sys.argv[1]}/metrics.jsonl")]

@@ -180,6 +180,8 @@ def test_the_gpu_preset_is_the_legged_task_on_warp_at_scale(compose):
     assert cfg.env.backend == "warp" and cfg.device.value == "cuda"
     assert cfg.env.num_envs == 4096 and cfg.algo.num_steps == 24 and cfg.algo.batching.value == "steps"
     assert cfg.env.kwargs.xml_file == "go1" and cfg.baseline._target_.endswith("GAEBaseline")
+    # the heading penalty under which Go1 kept its heading on the GPU (docs/results/gpu.md, third session)
+    assert cfg.env.kwargs.rewards.heading == -1.0 and compose("env=go1").env.kwargs.rewards.heading == -0.25
 
 
 def test_the_gpu_preset_pays_a_standing_robot_where_the_cpu_preset_clips_it_to_zero(compose):
