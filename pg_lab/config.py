@@ -196,17 +196,28 @@ def validate(cfg: DictConfig) -> None:
         check(algo)
 
 
+def _on_command_line(key: str) -> bool:
+    """Whether this launch's overrides set `key` (False outside a Hydra app, e.g. a composed config in a test)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return False
+    return any(o.lstrip("+~").split("=", 1)[0] == key for o in HydraConfig.get().overrides.task)
+
+
 def _drop_inherited_lr(cfg: DictConfig) -> None:
     """optimizer=natural steps to a KL bound: it has no learning rate. An env file's `optimizer.lr` is Adam's
     tuned rate (env files come after the optimizer in the defaults list, so it lands on any optimizer): applied
     to the natural step it would shrink it by that factor (with lr 2e-3, no learning at all). Dropped here, before
-    the run's record is written, so the record shows what the step used."""
+    the run's record is written, so the record shows what the step used. A warning only where the command line set
+    it (an env file's rate is expected, and a sweep would repeat the warning for every job)."""
     from pg_lab.natural import NaturalGradient
 
     target = _resolve_target(cfg.optimizer._target_, "optimizer")
     if isinstance(target, type) and issubclass(target, NaturalGradient) and "lr" in cfg.optimizer:
-        log.warning("optimizer=natural has no learning rate (its step is set by max_kl, scaled by step_size): "
-                    "optimizer.lr=%s is not used", cfg.optimizer.lr)
+        level = logging.WARNING if _on_command_line("optimizer.lr") else logging.INFO
+        log.log(level, "optimizer=natural has no learning rate (its step is set by max_kl, scaled by step_size): "
+                "optimizer.lr=%s is not used", cfg.optimizer.lr)
         with open_dict(cfg.optimizer):
             del cfg.optimizer["lr"]
 

@@ -62,4 +62,5 @@ def train_in_process(tmp_path):
                 del cfg["hydra"]
             return train(cfg, RunDir(run_dir))
 
-    return _train
+    yield _train
+    HydraConfig.instance().cfg = None  # a later test's composed config must not see this launch's overrides

@@ -1,9 +1,12 @@
 """optimizer=natural: conjugate gradient against the explicit Fisher, the KL bound, and the line search."""
 
+import logging
+
 import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from omegaconf import OmegaConf
 
 from pg_lab.natural import NaturalGradient, conjugate_gradient
 from pg_lab.policies import BetaPolicy, CategoricalPolicy, GaussianPolicy, SquashedGaussianPolicy, kl_divergence
@@ -112,13 +115,24 @@ def test_an_env_files_adam_lr_does_not_shrink_the_natural_step(compose, caplog):
     from pg_lab.config import validate
 
 
+    caplog.set_level(logging.INFO)
     cfg = compose("env=hopper", "optimizer=natural")
     assert cfg.optimizer.lr == 2e-3  # what env=hopper (through mujoco.yaml) tunes for Adam
     validate(cfg)
     assert "lr" not in cfg.optimizer and "optimizer.lr=0.002 is not used" in caplog.text
+    # expected of every env file's rate, so not a warning (a sweep would repeat it for every job)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "not used" in r.getMessage()]
     algorithm = build_algorithm(cfg, spaces.Box(-np.inf, np.inf, (11,)), spaces.Box(-1.0, 1.0, (3,)),
                                 torch.device("cpu"))
     assert algorithm.optimizer.param_groups[0]["lr"] == 1.0  # step_size: TRPO's full step
     adam = compose("env=hopper")
     validate(adam)
     assert adam.optimizer.lr == 2e-3
+
+
+def test_an_lr_the_command_line_gives_the_natural_step_is_a_warning(train_in_process, tmp_path, caplog):
+    train_in_process("env=pendulum", "optimizer=natural", "++optimizer.lr=0.01", "total_steps=512",
+                     "env.num_envs=2", "algo.num_steps=256", run_dir=tmp_path / "run")
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING and "optimizer.lr=0.01 is not used" in
+              r.getMessage()]
+    assert warned and "lr" not in OmegaConf.load(tmp_path / "run" / ".hydra" / "config.yaml").optimizer
