@@ -1,6 +1,7 @@
 """The GPU backend's figures (env.backend=warp; run by scripts/gpu_warp.sh on a GPU machine):
 
     python scripts/bench_gpu.py envsteps --worlds 1024 4096 16384    # env steps/s of the legged task, no learner
+    python scripts/bench_gpu.py envsteps --worlds 4096 --solver iterations=4 ls_iterations=8   # env.kwargs.solver
     python scripts/bench_gpu.py curve RUN_DIR SNAPSHOTS_DIR           # evaluate a run's snapshots: time to 1 m/s
 
 `envsteps`: N Go1 worlds stepping small random joint offsets (physics + observations + rewards + resets, all on
@@ -30,10 +31,14 @@ sys.path.insert(0, str(ROOT))
 def envsteps(args) -> None:
     from pg_lab.envs.warp_legged import steps_per_second
 
+    solver = {}
+    for item in args.solver:
+        key, _, value = item.partition("=")
+        solver[key] = value if key == "cone" else float(value) if key == "impratio" else int(value)
     for n in args.worlds:
-        rate = steps_per_second(n, args.device, steps=args.steps, task=args.task)
-        print(f"{args.task} task, {n} worlds on {args.device}: {rate:,.0f} env steps/s "
-              f"({rate * 5:,.0f} physics steps/s)", flush=True)
+        rate = steps_per_second(n, args.device, steps=args.steps, task=args.task, solver=solver)
+        print(f"{args.task} task, {n} worlds on {args.device}, solver {solver or 'as the MJCF'}: {rate:,.0f} env "
+              f"steps/s ({rate * 5:,.0f} physics steps/s)", flush=True)
 
 
 def _evaluate(job: tuple[str, str, int]) -> dict:
@@ -90,6 +95,8 @@ def main() -> None:
     p.add_argument("--device", default="cuda")
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--task", default="forward")
+    p.add_argument("--solver", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="env.kwargs.solver: iterations, ls_iterations, cone, impratio (default: the MJCF's)")
     p.set_defaults(fn=envsteps)
     p = sub.add_parser("curve")
     p.add_argument("run_dir")

@@ -25,7 +25,8 @@ TRAIN_ENVS=${TRAIN_ENVS:-4096}
 RUNS=${RUNS-go1}               # env configs to train, one after another (go1 go2 quadruped_velocity); name:seconds
                                # overrides TRAIN_S for one run, e.g. RUNS="go1:150 quadruped_velocity:240";
                                # RUNS= (empty) trains nothing: install only, or the STAGES alone
-STAGES=${STAGES-"tests envsteps"}  # before the training: leave out what a warm machine has done already
+STAGES=${STAGES-"tests envsteps"}  # before the training: leave out what a warm machine has done already; "solver"
+                                   # adds env steps/s with fewer solver iterations
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu_warp.txt") 2>&1
 start=$(date +%s)
@@ -55,6 +56,15 @@ if [[ $STAGES == *envsteps* ]]; then
 stage "env steps/s"
 # shellcheck disable=SC2086
 timeout 150 python3 scripts/bench_gpu.py envsteps --device "$DEVICE" --worlds $WORLDS 2>&1 | grep -v "^Module"
+fi
+
+if [[ $STAGES == *solver* ]]; then
+stage "env steps/s at 4096 worlds: the MJCF's solver against fewer iterations (env.kwargs.solver)"
+for solver in "" "iterations=4 ls_iterations=8" "iterations=2 ls_iterations=4 cone=pyramidal"; do
+  # shellcheck disable=SC2086
+  timeout 100 python3 scripts/bench_gpu.py envsteps --device "$DEVICE" --worlds 4096 --solver $solver 2>&1 \
+    | grep "env steps/s"
+done
 fi
 
 for spec in $RUNS; do

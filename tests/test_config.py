@@ -219,6 +219,13 @@ def test_keys_added_later_stay_out_of_run_records_at_their_default(compose, key,
     assert flat_config(compose("env=go1", f"{key}={other}"))[key] == other
 
 
+def test_solver_options_are_recorded_only_when_set(compose):
+    from pg_lab.rundir import flat_config
+
+    assert not any(k.startswith("env.kwargs.solver") for k in flat_config(compose("env=go1")))
+    assert flat_config(compose("env=go1", "env.kwargs.solver={iterations:4}"))["env.kwargs.solver.iterations"] == 4
+
+
 def test_the_command_curriculum_is_recorded_only_when_on(compose):
     """On in the velocity task's env file (with the linear tracking term), off (null, unrecorded) elsewhere: the
     forward task's records made before the key existed still match."""

@@ -318,6 +318,19 @@ def test_unknown_settings_are_refused_by_name():
         LeggedEnv("go1", task="dance")
 
 
+def test_solver_options_override_the_mjcf_and_are_checked():
+    default = LeggedEnv("go1")
+    assert default.model.opt.iterations == 100 and default.model.opt.cone == mujoco.mjtCone.mjCONE_ELLIPTIC
+    env = LeggedEnv("go1", solver={"iterations": 4, "ls_iterations": 8, "cone": "pyramidal"})
+    assert (env.model.opt.iterations, env.model.opt.ls_iterations) == (4, 8)
+    assert env.model.opt.cone == mujoco.mjtCone.mjCONE_PYRAMIDAL
+    assert LeggedEnv("go1").model.opt.iterations == 100  # the compiled model, shared by later envs, is untouched
+    with pytest.raises(ValueError, match="solver.iteration"):
+        LeggedEnv("go1", solver={"iteration": 4})
+    with pytest.raises(ValueError, match="solver.cone must be one of pyramidal, elliptic, got 'round'"):
+        LeggedEnv("go1", solver={"cone": "round"})
+
+
 def test_randomisation_changes_the_model_per_episode():
     env = LeggedEnv("go1", randomization={"friction": [0.4, 0.6], "added_mass": [1.0, 2.0],
                                           "motor_strength": [0.8, 0.9], "obs_noise": 1.0})

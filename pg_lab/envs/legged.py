@@ -6,7 +6,9 @@ The conventions of legged_gym, MuJoCo Playground and mjlab:
   (`kp`, `kd`) that runs at every physics step inside MuJoCo: each motor becomes an affine actuator
   τ = kp (q* − q) − kd q̇, limited to the motor's own torque range. Position-servo models take the targets as they are.
 - **Control rate** decoupled from physics: `control_dt` seconds per env step (50 Hz by default), physics at the
-  MJCF's own timestep or `physics_dt`.
+  MJCF's own timestep or `physics_dt`, with the MJCF's solver options unless `solver` sets some of them
+  (`iterations`, `ls_iterations`, `cone`, `impratio`: fewer solver iterations are cheaper per step, above all on a
+  GPU, where a batch of worlds runs as long as its slowest; env.backend=warp copies the same model).
 - **Observations** in the trunk frame: projected gravity (3), linear velocity (3), angular velocity (3), joint
   positions relative to the default pose (n), joint velocities (n), the last action (n), the command
   (vx, vy, yaw rate) (3): 48 numbers for 12 joints.
@@ -108,6 +110,9 @@ CURRICULUM = {  # task=velocity, `command_curriculum`: legged_gym's command curr
     "focus": 0.5,
 }
 COMMAND_KEYS = ("vx", "vy", "yaw")
+SOLVER = {"iterations": int, "ls_iterations": int, "cone": {"pyramidal": mujoco.mjtCone.mjCONE_PYRAMIDAL,
+                                                           "elliptic": mujoco.mjtCone.mjCONE_ELLIPTIC},
+          "impratio": float}  # `solver`: the MJCF's <option> attributes it may override
 _COMPILED: dict[tuple, tuple[mujoco.MjModel, list[bool]]] = {}
 HEADING_GAIN = 0.5  # legged_gym's heading command: yaw rate = 0.5 × heading error, clipped to ±1 rad/s
 NOISE_LEVELS = {"gravity": 0.05, "lin_vel": 0.1, "ang_vel": 0.2, "joint_pos": 0.01, "joint_vel": 1.5}
@@ -119,7 +124,8 @@ class LeggedEnv(MujocoEnv):
     def __init__(self, xml_file: str | Path | None = None, task: str = "forward", trunk: str | None = None,
                  feet: list[str] | None = None, default_pose: str | list[float] = "home",
                  nominal_height: float | None = None, kp: float = 20.0, kd: float = 0.5, action_scale: float = 0.5,
-                 control_dt: float = 0.02, physics_dt: float | None = None, max_forward_speed: float = 2.0,
+                 control_dt: float = 0.02, physics_dt: float | None = None, solver: dict[str, Any] | None = None,
+                 max_forward_speed: float = 2.0,
                  command_ranges: dict[str, list[float]] | None = None, tracking_sigma: float = 0.25,
                  command_curriculum: dict[str, Any] | None = None,
                  rewards: dict[str, float] | None = None, only_positive_rewards: bool = True,
@@ -133,6 +139,7 @@ class LeggedEnv(MujocoEnv):
             raise ValueError(f"env.kwargs.terrain must be 'flat' or 'rough', got {terrain!r}")
         unknown = set(rewards or {}) - set(REWARDS)
         unknown |= {f"randomization.{k}" for k in set(randomization or {}) - set(RANDOMIZATION)}
+        unknown |= {f"solver.{k}" for k in set(solver or {}) - set(SOLVER)}
         unknown |= {f"command_curriculum.{k}" for k in set(command_curriculum or {}) - set(CURRICULUM)}
         unknown |= {f"command_curriculum.start.{k}"
                     for k in set((command_curriculum or {}).get("start") or {}) - set(CURRICULUM["start"])}
@@ -142,7 +149,9 @@ class LeggedEnv(MujocoEnv):
         if unknown:
             raise ValueError(f"env.kwargs: unknown {', '.join(sorted(unknown))} (rewards: {', '.join(REWARDS)}; "
                              f"randomization: {', '.join(RANDOMIZATION)}; command_curriculum: "
-                             f"{', '.join(CURRICULUM)})")
+                             f"{', '.join(CURRICULUM)}; solver: {', '.join(SOLVER)})")
+        if (solver or {}).get("cone", "pyramidal") not in SOLVER["cone"]:
+            raise ValueError(f"env.kwargs.solver.cone must be one of {', '.join(SOLVER['cone'])}, got {solver['cone']!r}")
         if command_curriculum is not None and task != "velocity":
             raise ValueError("env.kwargs.command_curriculum is for task=velocity (the forward task has no commands)")
         if xml_file is None or str(xml_file) in MODELS:
@@ -173,6 +182,8 @@ class LeggedEnv(MujocoEnv):
                          height=height, default_camera_config=camera, **kwargs)
         if physics_dt is not None:
             self.model.opt.timestep = physics_dt
+        for key, value in (solver or {}).items():
+            setattr(self.model.opt, key, SOLVER[key][value] if key == "cone" else SOLVER[key](value))
         self.frame_skip = max(1, round(control_dt / self.model.opt.timestep))  # physics steps per control step
         self._control_dt = self.model.opt.timestep * self.frame_skip
         self.metadata = {**self.metadata, "render_fps": round(1 / self.dt)}
