@@ -400,10 +400,17 @@ def verdict(claims: list[dict], poi_rows: list) -> str:
                          f"P(beta > gaussian) = {p:.2f} [{lo:.2f}, {hi:.2f}].")
     by_opt = {(a[1]): (p, lo, hi) for a, b, ts, (p, lo, hi) in poi_rows if a[0] == "beta" and b[0] == "gaussian"}
     if len(by_opt) == 2:
-        pa, pn = by_opt["adam"][0], by_opt["natural"][0]
+        (pa, alo, ahi), (pn, nlo, nhi) = by_opt["adam"], by_opt["natural"]
+        if nlo > ahi:
+            reading = "as predicted: the intervals do not overlap"
+        elif nhi < alo:
+            reading = "against the prediction: the intervals do not overlap"
+        else:
+            reading = (f"{'in' if pn > pa else 'against'} the predicted direction, but the intervals overlap: "
+                       "not resolved")
         lines.append(f"- Chou et al.'s argument that the Beta needs a natural-gradient step predicts a larger Beta "
-                     f"advantage under `optimizer=natural`: P(beta > gaussian) is {pn:.2f} there against {pa:.2f} "
-                     f"under Adam ({'as predicted' if pn > pa else 'not as predicted'}; compare the intervals).")
+                     f"advantage under `optimizer=natural`: P(beta > gaussian) is {pn:.2f} [{nlo:.2f}, {nhi:.2f}] "
+                     f"there against {pa:.2f} [{alo:.2f}, {ahi:.2f}] under Adam ({reading}).")
     for a, b, ts, (p, lo, hi) in poi_rows:
         if a[0] == "capg" and b[0] == "gaussian":
             lines.append(f"- CAPG vs the clipped Gaussian under {a[1]}: P(capg > gaussian) = {p:.2f} "

@@ -80,4 +80,6 @@ def test_report_reads_the_claims_off_the_intervals(study_dir, tmp_path, capsys):
     assert len(figures) >= 6 and all((report.parent / f).is_file() for f in figures)
     assert "the Beta beats the clipped Gaussian across 2 tasks" in text  # under natural
     assert "the Beta cannot be told apart from the clipped Gaussian" in text  # under adam
+    # the natural-gradient argument is read off both intervals, not off the two point estimates
+    assert "under Adam (as predicted: the intervals do not overlap)" in text
     assert "Humanoid: the Beta learns about 2× faster [natural]: supported" in capsys.readouterr().out
