@@ -151,7 +151,8 @@ class LeggedEnv(MujocoEnv):
                              f"randomization: {', '.join(RANDOMIZATION)}; command_curriculum: "
                              f"{', '.join(CURRICULUM)}; solver: {', '.join(SOLVER)})")
         if (solver or {}).get("cone", "pyramidal") not in SOLVER["cone"]:
-            raise ValueError(f"env.kwargs.solver.cone must be one of {', '.join(SOLVER['cone'])}, got {solver['cone']!r}")
+            raise ValueError(f"env.kwargs.solver.cone must be one of {', '.join(SOLVER['cone'])}, "
+                             f"got {solver['cone']!r}")
         if command_curriculum is not None and task != "velocity":
             raise ValueError("env.kwargs.command_curriculum is for task=velocity (the forward task has no commands)")
         if xml_file is None or str(xml_file) in MODELS:
