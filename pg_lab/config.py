@@ -200,9 +200,11 @@ def _on_command_line(key: str) -> bool:
     """Whether this launch's overrides set `key` (False outside a Hydra app, e.g. a composed config in a test)."""
     from hydra.core.hydra_config import HydraConfig
 
+    from pg_lab.rundir import override_key
+
     if not HydraConfig.initialized():
         return False
-    return any(o.lstrip("+~").split("=", 1)[0] == key for o in HydraConfig.get().overrides.task)
+    return any(override_key(o) == key for o in HydraConfig.get().overrides.task)
 
 
 def _drop_inherited_lr(cfg: DictConfig) -> None:
