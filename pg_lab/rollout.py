@@ -28,19 +28,38 @@ import numpy as np
 import torch
 from gymnasium.vector import VectorEnv
 
+from pg_lab.envs import METRIC_PREFIXES
 from pg_lab.envs.state import capture, restore
 from pg_lab.policies import Policy
 from pg_lab.returns import episode_stats
 
 log = logging.getLogger("pg_lab")
-# info keys an env reports per step that are logged (their mean per step), under a W&B section of their own
-ENV_METRICS = ("reward_", "curriculum_")
 
 
 def metric_name(info_key: str) -> str:
     """`reward_forward` -> "reward/forward", `curriculum_command_level` -> "curriculum/command_level"."""
-    prefix = next(p for p in ENV_METRICS if info_key.startswith(p))
+    prefix = next(p for p in METRIC_PREFIXES if info_key.startswith(p))
     return f"{prefix[:-1]}/{info_key.removeprefix(prefix)}"
+
+
+def pop_env_metrics(envs: VectorEnv, valid: np.ndarray | None = None) -> dict[str, float]:
+    """What the envs reported per step under METRIC_PREFIXES since the last call (pg_lab.envs.StepMetrics keeps it
+    out of the vector env's info), as the mean per valid step ([T, N] mask) by W&B name; {} for a vector env that
+    EnvFactory did not make. With valid=None the values are dropped (a batch starts)."""
+    try:
+        per_env = envs.call("pop_metrics")
+    except AttributeError:
+        return {}
+    if valid is None:
+        return {}
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for n, metrics in enumerate(per_env):
+        for key, (times, values) in metrics.items():
+            present = valid[np.asarray(times, dtype=np.int64), n]
+            sums[key] = sums.get(key, 0.0) + float(np.asarray(values, dtype=np.float64)[present].sum())
+            counts[key] = counts.get(key, 0) + int(present.sum())
+    return {metric_name(k): v / max(counts[k], 1) for k, v in sums.items()}
 
 
 class NonFiniteError(FloatingPointError):
@@ -63,9 +82,10 @@ class Batch:
     episode_returns: np.ndarray  # undiscounted return and length of every episode that ended in the batch
     episode_lengths: np.ndarray  # (in step batching, including its steps in earlier batches)
     cut: np.ndarray | None = None  # [T, N] bool: the batch ends inside an episode here (step batching)
-    # what the env reports per step in its info under a logged prefix (ENV_METRICS), as the mean per valid step
-    # by its W&B name: the reward decomposition (`reward_forward` -> "reward/forward": Gymnasium's MuJoCo tasks,
-    # pg_lab's legged env), a curriculum's level (`curriculum_command_level` -> "curriculum/command_level")
+    # what the env reports per step in its info under a logged prefix (pg_lab.envs.METRIC_PREFIXES), as the mean
+    # per valid step by its W&B name: the reward decomposition (`reward_forward` -> "reward/forward": Gymnasium's
+    # MuJoCo tasks, pg_lab's legged env), a curriculum's level (`curriculum_command_level` ->
+    # "curriculum/command_level")
     env_metrics: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -102,8 +122,6 @@ class _Steps:
     def __init__(self):
         self.obs, self.actions, self.rewards, self.terminated, self.truncated, self.valid = [], [], [], [], [], []
         self.final_obs, self.final_index = [], []
-        self.term_sums: dict[str, float] = {}
-        self.term_counts: dict[str, int] = {}
 
     def act(self, policy: Policy, obs: np.ndarray, device: torch.device) -> torch.Tensor:
         obs = np.asarray(obs, dtype=np.float32)
@@ -125,15 +143,6 @@ class _Steps:
         self.terminated.append(terminated)
         self.truncated.append(truncated)
         self.valid.append(valid.copy())
-        # the vector env's info: values per env and a "_key" mask of where they are set; an env whose episode
-        # ended has its step's info under "final_info" (its own keys are the next episode's reset info)
-        for part in (info, info.get("final_info", {})):
-            for key in part:
-                if key.startswith(ENV_METRICS):
-                    mask = part.get("_" + key)
-                    present = valid if mask is None else valid & mask
-                    self.term_sums[key] = self.term_sums.get(key, 0.0) + float(part[key][present].sum())
-                    self.term_counts[key] = self.term_counts.get(key, 0) + int(present.sum())
         cut = truncated & ~terminated & valid
         if cut.any():  # the hot path: most steps end nothing
             for n in np.flatnonzero(cut):
@@ -143,17 +152,19 @@ class _Steps:
         self.final_obs.append(np.asarray(obs, dtype=np.float32))
         self.final_index.append((t, n))
 
-    def batch(self, episode_returns, episode_lengths, cut: np.ndarray | None = None) -> Batch:
+    def batch(self, envs: VectorEnv, episode_returns, episode_lengths, cut: np.ndarray | None = None) -> Batch:
+        """The batch; `envs` hand over what they reported per step under METRIC_PREFIXES (pop_env_metrics)."""
         obs_dim = self.obs[0].shape[1:]
+        valid = np.stack(self.valid)
         batch = Batch(
             obs=np.stack(self.obs), actions=torch.stack(self.actions),
             rewards=np.stack(self.rewards).astype(np.float64), terminated=np.stack(self.terminated),
-            truncated=np.stack(self.truncated), valid=np.stack(self.valid),
+            truncated=np.stack(self.truncated), valid=valid,
             final_obs=np.stack(self.final_obs) if self.final_obs else np.zeros((0, *obs_dim), np.float32),
             final_index=np.asarray(self.final_index, dtype=np.int64).reshape(-1, 2),
             episode_returns=np.asarray(episode_returns, dtype=np.float64),
             episode_lengths=np.asarray(episode_lengths, dtype=np.int64), cut=cut,
-            env_metrics={metric_name(k): v / max(self.term_counts[k], 1) for k, v in self.term_sums.items()})
+            env_metrics=pop_env_metrics(envs, valid))
         check_finite_env(batch)
         return batch
 
@@ -170,6 +181,7 @@ class EpisodeCollector:
         an episode once the batch holds `budget` valid steps. Returns None if `should_stop()` turns true on
         the way (a signal): the batch is then dropped."""
         obs, _ = self.envs.reset(seed=reset_seed)
+        pop_env_metrics(self.envs)  # this batch's own steps only
         collecting = np.ones(self.envs.num_envs, dtype=bool)
         steps, taken = _Steps(), 0
         while collecting.any():
@@ -181,7 +193,7 @@ class EpisodeCollector:
             taken += int(collecting.sum())
             if len(steps.rewards) >= num_steps or (budget is not None and taken >= budget):
                 collecting &= ~(terminated | truncated)
-        batch = steps.batch(episode_returns=(), episode_lengths=())
+        batch = steps.batch(self.envs, episode_returns=(), episode_lengths=())
         batch.episode_returns, batch.episode_lengths = episode_stats(batch.rewards, batch.ends, batch.valid)
         return batch
 
@@ -206,6 +218,7 @@ class StepCollector:
         envs' state is what a checkpoint holds."""
         if self.obs is None:
             self.obs, _ = self.envs.reset(seed=self.reset_seed)
+        pop_env_metrics(self.envs)  # this batch's own steps only
         steps, done_returns, done_lengths = _Steps(), [], []
         everyone = np.ones(self.envs.num_envs, dtype=bool)
         for _ in range(num_steps):
@@ -223,7 +236,7 @@ class StepCollector:
         cut[-1] = ~(terminated | truncated)
         for n in np.flatnonzero(cut[-1]):  # bootstrap the cut with V(the observation after it)
             steps.bootstrap_from(self.obs[n], num_steps - 1, n)
-        return steps.batch(done_returns, done_lengths, cut)
+        return steps.batch(self.envs, done_returns, done_lengths, cut)
 
     def state_dict(self) -> dict:
         return {"obs": self.obs, "returns": self.returns.copy(), "lengths": self.lengths.copy(),
@@ -279,7 +292,7 @@ class DeviceStepCollector:
             rewards[t] = reward
             final_obs[t] = info["final_obs"]
             for key, value in info.items():
-                if key.startswith(ENV_METRICS):
+                if key.startswith(METRIC_PREFIXES):
                     term_sums[key] = term_sums.get(key, 0.0) + value.sum()
             self.returns += reward
             self.lengths += 1

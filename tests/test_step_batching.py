@@ -4,6 +4,7 @@ episodes that continue across batches; total_steps honoured; exact resume with t
 import json
 import logging
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -155,6 +156,49 @@ def test_the_envs_reward_terms_are_logged_per_step(batching):
     mean_reward = batch.rewards[batch.valid].mean()
     assert sum(batch.env_metrics.values()) == pytest.approx(mean_reward, rel=1e-6, abs=1e-9)
     envs.close()
+
+
+def test_the_training_vector_env_merges_no_per_step_info():
+    """Gymnasium's vector env merges every info key of every env at every step; the training envs hand it none
+    (pg_lab.envs.StepMetrics keeps the logged terms aside), but it still reports an episode's final observation, and
+    an async vector env hands the terms over too."""
+    from pg_lab.rollout import pop_env_metrics
+
+    for vectorization in ("sync", "async"):
+        envs = make_vector_env("HalfCheetah-v5", num_envs=2, vectorization=vectorization, max_episode_steps=3)
+        envs.reset(seed=0)
+        for t in range(3):
+            _, reward, _, truncated, info = envs.step(np.zeros((2, 6), np.float32))
+            if t < 2:
+                assert info == {}
+        assert {"final_obs", "final_info"} <= set(info) and info["final_info"] == {}  # (and the reset's info)
+        assert truncated.all() and info["final_obs"][0].shape == (17,)
+        valid = np.ones((3, 2), dtype=bool)
+        valid[2, 1] = False  # the last step of env 1 is left out of the mean
+        metrics = pop_env_metrics(envs, valid)
+        assert set(metrics) == {"reward/forward", "reward/ctrl"} and metrics["reward/ctrl"] == 0.0
+        assert pop_env_metrics(envs, valid) == {}  # handed over once
+        envs.close()
+
+
+def test_checkpointed_wrapper_counters_restore_into_a_longer_wrapper_chain():
+    """A checkpoint from before StepMetrics was added around the envs holds one entry fewer per env: the time
+    limit's counter still goes back to the TimeLimit wrapper."""
+    a, b = (make_vector_env("Pendulum-v1", num_envs=1) for _ in range(2))
+    a.reset(seed=0)
+    b.reset(seed=0)
+    for _ in range(7):
+        a.step(np.zeros((1, 1), np.float32))
+    state = capture(a)
+    state[0]["wrappers"] = state[0]["wrappers"][1:]  # as saved without the outermost wrapper
+    restore(b, state)
+    env = b.envs[0]
+    while not isinstance(env, gym.wrappers.TimeLimit):
+        assert not hasattr(env, "_elapsed_steps")  # no other wrapper was handed the counter
+        env = env.env
+    assert env._elapsed_steps == 7
+    a.close()
+    b.close()
 
 
 def test_reward_terms_keep_their_own_wandb_section():

@@ -23,6 +23,43 @@ import gymnasium as gym
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 BACKENDS = ("mujoco", "warp")
+# info keys an env reports per step that training logs (their mean per step), each prefix a W&B section of its own:
+# the reward decomposition (`reward_forward`: Gymnasium's MuJoCo tasks, pg_lab's legged env) and a curriculum's
+# level (`curriculum_command_level`)
+METRIC_PREFIXES = ("reward_", "curriculum_")
+
+
+class StepMetrics(gym.Wrapper):
+    """Keeps the values of the info keys training logs (METRIC_PREFIXES) until `pop_metrics()`, once per batch, and
+    hands the vector env an empty info.
+
+    Gymnasium's vector envs merge every key of every env's info into arrays at every step (`_add_info`): about 1.5 µs
+    a key and env, which on the MuJoCo tasks costs more than the policy's forward pass (4 keys on HalfCheetah, 6 on
+    Walker2d, 21 on the legged task). Training reads only these values, and only their sums over a batch. The
+    vector env still reports each episode's final observation (`info["final_obs"]`): it adds that itself."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._times: dict[str, list[int]] = {}   # per key: the steps (since the last pop) that reported it ...
+        self._values: dict[str, list[float]] = {}  # ... and its values
+        self._steps = 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        for key, value in info.items():
+            if key.startswith(METRIC_PREFIXES):
+                if key not in self._values:
+                    self._times[key], self._values[key] = [], []
+                self._times[key].append(self._steps)
+                self._values[key].append(value)
+        self._steps += 1
+        return obs, reward, terminated, truncated, {}
+
+    def pop_metrics(self) -> dict[str, tuple[list[int], list[float]]]:
+        """Per key, the steps since the last pop that reported it and the values; starts counting afresh."""
+        out = {key: (self._times[key], self._values[key]) for key in self._values}
+        self._times, self._values, self._steps = {}, {}, 0
+        return out
 
 
 class EnvFactory:
@@ -61,7 +98,8 @@ class EnvFactory:
             limit = kwargs.pop("max_episode_steps", None) or gym.spec(self.id).max_episode_steps
             return WarpLeggedVecEnv(self.num_envs, device=device or "cpu", max_episode_steps=limit, **kwargs)
         return gym.make_vec(self.id, num_envs=self.num_envs, vectorization_mode=self.vectorization,
-                            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, **self.kwargs)
+                            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, wrappers=[StepMetrics],
+                            **self.kwargs)
 
     def make(self, render_mode: str | None = None) -> gym.Env:
         return gym.make(self.id, render_mode=render_mode, **self.kwargs)

@@ -66,7 +66,8 @@ def capture_env(env: gym.Env) -> dict:
 def restore_env(env: gym.Env, state: dict) -> None:
     unwrapped = env.unwrapped
     unwrapped.np_random.bit_generator.state = state["rng"]
-    for wrapper, saved in zip(_wrappers(env), state["wrappers"]):
+    # innermost first: a wrapper added outside later (pg_lab.envs.StepMetrics) leaves older checkpoints aligned
+    for wrapper, saved in zip(reversed(_wrappers(env)), reversed(state["wrappers"])):
         if saved["elapsed_steps"] is not None:
             wrapper._elapsed_steps = saved["elapsed_steps"]
     if "mjstate" in state or "mjdata" in state:
