@@ -26,7 +26,8 @@ from pg_lab.rundir import RunDir
 DIGITS = 6  # significant digits kept in archived metrics: far below seed-to-seed noise; gzip then makes a
 # 1M-step Ant run 47 kB instead of 89 kB at full precision (368 kB raw)
 METRICS_GZ = "metrics.jsonl.gz"
-KEPT = ("summary.json", "eval.json", "eval_commands.json", ".hydra/config.yaml", ".hydra/overrides.yaml")
+KEPT = ("summary.json", "eval.json", "eval_commands.json", "eval_env_kwargs.json", "eval_commands_env_kwargs.json",
+        ".hydra/config.yaml", ".hydra/overrides.yaml")
 
 
 def _rounded(value):

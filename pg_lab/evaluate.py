@@ -13,13 +13,17 @@ osmesa, shadows and reflections are off unless --full-render.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+import yaml
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from pg_lab.builder import build_algorithm, env_factory
@@ -40,11 +44,38 @@ def fast_render(env) -> None:
         scene.flags[flag] = 0
 
 
-def load(run_dir: RunDir, render: bool, full_render: bool = False, checkpoint: Path | None = None):
-    """The run's env (through its own env config; the CPU env also for a run trained with env.backend=warp, the
-    same task) and its policy from the checkpoint (or another file of the run's, e.g. a snapshot), in evaluation
-    mode."""
-    cfg = run_dir.read_config()
+def parse_env_kwargs(items: list[str]) -> dict[str, Any]:
+    """`["randomization.friction=[0.5,1.25]", "terrain=rough"]` -> {dotted key: value}, each value read as YAML."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--env-kwargs: expected KEY=VALUE (e.g. randomization.push_interval_s=4), got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def with_env_kwargs(cfg: DictConfig, env_kwargs: dict[str, Any]) -> DictConfig:
+    """The run's config with env.kwargs changed for evaluation (e.g. domain randomisation switched on); a key that
+    the run's env.kwargs does not have is refused, naming it."""
+    cfg = copy.deepcopy(cfg)
+    for key, value in env_kwargs.items():
+        if OmegaConf.select(cfg, f"env.kwargs.{key}", default=_MISSING) is _MISSING:
+            raise ValueError(f"--env-kwargs: this run's env.kwargs has no key {key!r} (it has: "
+                             f"{', '.join(cfg.env.get('kwargs', {}))})")
+        OmegaConf.update(cfg, f"env.kwargs.{key}", value, merge=False)
+    return cfg
+
+
+_MISSING = object()
+
+
+def load(run_dir: RunDir, render: bool, full_render: bool = False, checkpoint: Path | None = None,
+         env_kwargs: dict[str, Any] | None = None):
+    """The run's env (through its own env config, with `env_kwargs` changed; the CPU env also for a run trained
+    with env.backend=warp, the same task) and its policy from the checkpoint (or another file of the run's, e.g. a
+    snapshot), in evaluation mode."""
+    cfg = with_env_kwargs(run_dir.read_config(), env_kwargs or {})
     env = env_factory(cfg).make(render_mode="rgb_array" if render else None)
     if render and not full_render and os.environ.get("MUJOCO_GL") == "osmesa":
         fast_render(env)
@@ -57,11 +88,13 @@ def load(run_dir: RunDir, render: bool, full_render: bool = False, checkpoint: P
 
 def evaluate(run_dir: RunDir, episodes: int = 5, video: Path | None = None, video_episodes: int = 1,
              seed: int = 10_000, max_steps: int | None = None, stochastic: bool = False,
-             full_render: bool = False, progress: bool = False, checkpoint: Path | None = None) -> dict:
+             full_render: bool = False, progress: bool = False, checkpoint: Path | None = None,
+             env_kwargs: dict[str, Any] | None = None) -> dict:
     """Build the env through the run's own env config (its `_target_`) and the policy through the same
     builder as training, load the checkpoint (`checkpoint`: another file of the run's; then no eval.json is
-    written), and run `episodes` episodes."""
-    env, policy = load(run_dir, video is not None, full_render, checkpoint)
+    written), and run `episodes` episodes. `env_kwargs` changes the env's settings for the evaluation (the report
+    says which, and goes to eval_env_kwargs.json instead)."""
+    env, policy = load(run_dir, video is not None, full_render, checkpoint, env_kwargs)
     dt = getattr(env.unwrapped, "dt", None)
     results, frames = [], []
     torch.manual_seed(seed)
@@ -101,8 +134,11 @@ def evaluate(run_dir: RunDir, episodes: int = 5, video: Path | None = None, vide
         "video": str(video) if video and frames else None,
         "deterministic": not stochastic,
     }
+    if env_kwargs:
+        report["env_kwargs"] = env_kwargs
     if checkpoint is None:
-        (run_dir.path / "eval.json").write_text(json.dumps(report, indent=2))
+        name = "eval_env_kwargs.json" if env_kwargs else "eval.json"
+        (run_dir.path / name).write_text(json.dumps(report, indent=2))
     return report
 
 
@@ -123,14 +159,16 @@ def overlay(frame: np.ndarray, lines: list[str]) -> np.ndarray:
 
 def evaluate_commands(run_dir: RunDir, commands: list[tuple[float, float, float]] | None = None,
                       seconds: float = 10.0, settle: float = 2.0, seed: int = 20_000, video: Path | None = None,
-                      plot: Path | None = None, progress: bool = False, checkpoint: Path | None = None) -> dict:
+                      plot: Path | None = None, progress: bool = False, checkpoint: Path | None = None,
+                      env_kwargs: dict[str, Any] | None = None) -> dict:
     """Velocity-command tracking: one deterministic episode per command (vx, vy, yaw rate), the command fixed
     for the episode. Tracking error = mean over the steps after `settle` seconds of |v_xy − command_xy| (m/s);
     the yaw-rate error likewise. Writes eval_commands.json, a plot of achieved against commanded velocity, and
     a video (all commands one after another) with the commanded and actual velocity drawn on each frame.
-    `checkpoint`: another file of the run's (a snapshot); then no eval_commands.json is written."""
+    `checkpoint`: another file of the run's (a snapshot); then no eval_commands.json is written. `env_kwargs` as for
+    `evaluate` (the report goes to eval_commands_env_kwargs.json)."""
     cfg = run_dir.read_config()
-    env, policy = load(run_dir, video is not None, checkpoint=checkpoint)
+    env, policy = load(run_dir, video is not None, checkpoint=checkpoint, env_kwargs=env_kwargs)
     if not hasattr(env.unwrapped, "set_command"):
         raise SystemExit(f"{cfg.env.id} takes no velocity command (use env=quadruped_velocity, or "
                          "env.kwargs.task=velocity)")
@@ -164,6 +202,8 @@ def evaluate_commands(run_dir: RunDir, commands: list[tuple[float, float, float]
     report = {"commands": results, "tracking_error_xy_mean": float(np.mean([r["tracking_error_xy"] for r in results])),
               "tracking_error_yaw_mean": float(np.mean([r["tracking_error_yaw"] for r in results])),
               "falls": int(sum(r["fall"] for r in results)), "seconds": seconds, "settle": settle}
+    if env_kwargs:
+        report["env_kwargs"] = env_kwargs
     if video and frames:
         import imageio.v2 as imageio
         video.parent.mkdir(parents=True, exist_ok=True)
@@ -172,7 +212,8 @@ def evaluate_commands(run_dir: RunDir, commands: list[tuple[float, float, float]
     if plot:
         report["plot"] = str(plot_tracking(results, plot))
     if checkpoint is None:
-        (run_dir.path / "eval_commands.json").write_text(json.dumps(report, indent=2))
+        name = "eval_commands_env_kwargs.json" if env_kwargs else "eval_commands.json"
+        (run_dir.path / name).write_text(json.dumps(report, indent=2))
     return report
 
 
@@ -234,11 +275,20 @@ def main(argv: list[str] | None = None) -> None:
                         "no value: a grid over forward, lateral and turning commands. Writes eval_commands.json, "
                         "tracking.png and, with --video, the commands' episodes with the velocities drawn on")
     p.add_argument("--seconds", type=float, default=10.0, help="episode length per command (--commands)")
+    p.add_argument("--env-kwargs", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="evaluate with some of the run's env.kwargs changed, values in YAML, e.g. domain "
+                        "randomisation: randomization.friction=[0.5,1.25] randomization.push_interval_s=4; the "
+                        "report says which and goes to eval_env_kwargs.json (eval_commands_env_kwargs.json)")
     args = p.parse_args(argv)
     run_dir = RunDir(args.run_dir)
     for needed in (run_dir.config, run_dir.checkpoint):
         if not needed.is_file():
             p.error(f"{needed} not found: RUN_DIR must be a pg-lab run directory with a checkpoint")
+    try:
+        env_kwargs = parse_env_kwargs(args.env_kwargs)
+        with_env_kwargs(run_dir.read_config(), env_kwargs)
+    except ValueError as e:
+        p.error(str(e))
     video = args.video if args.video is None or args.video.is_absolute() else run_dir.path / args.video
     if args.commands is not None:
         try:
@@ -248,18 +298,20 @@ def main(argv: list[str] | None = None) -> None:
         if commands and any(len(c) != 3 for c in commands):
             p.error(f"--commands: expected VX,VY,YAW triples such as 1.0,0,0, got {args.commands}")
         report = evaluate_commands(run_dir, commands, args.seconds, seed=args.seed, video=video,
-                                   plot=run_dir.path / "tracking.png", progress=True)
+                                   plot=None if env_kwargs else run_dir.path / "tracking.png", progress=True,
+                                   env_kwargs=env_kwargs)
         for r in report["commands"]:
             c, v = r["command"], r["mean_velocity"]
             print(f"command ({c[0]:+.2f}, {c[1]:+.2f}, {c[2]:+.2f}) -> ({v[0]:+.2f}, {v[1]:+.2f}, {v[2]:+.2f}): "
                   f"error {r['tracking_error_xy']:.2f} m/s, yaw {r['tracking_error_yaw']:.2f} rad/s"
                   + ("  FELL" if r["fall"] else ""))
         print(f"mean tracking error {report['tracking_error_xy_mean']:.3f} m/s (yaw "
-              f"{report['tracking_error_yaw_mean']:.3f} rad/s), falls {report['falls']}/{len(report['commands'])}; "
-              f"plot {report['plot']}" + (f"; video {report['video']}" if report.get("video") else ""))
+              f"{report['tracking_error_yaw_mean']:.3f} rad/s), falls {report['falls']}/{len(report['commands'])}"
+              + (f"; plot {report['plot']}" if report.get("plot") else "")
+              + (f"; video {report['video']}" if report.get("video") else ""))
         return
     report = evaluate(run_dir, args.episodes, video, args.video_episodes, args.seed, args.max_steps,
-                      args.stochastic, args.full_render, progress=True)
+                      args.stochastic, args.full_render, progress=True, env_kwargs=env_kwargs)
     for i, r in enumerate(report["episodes"]):
         speed = f"{r['forward_speed']:.2f} m/s" if r["forward_speed"] is not None else "-"
         print(f"episode {i}: return {r['return']:.1f}  length {r['length']}  forward speed {speed}"

@@ -148,9 +148,12 @@ class ConfigMismatch(ValueError):
 
 REPLACED = ".replaced-"
 STOP_MARKER = ".stop"  # in a sweep directory: a signal stopped the sweep; jobs not yet started do not start
+# what pg-lab-eval writes into a run directory (pg_lab.evaluate): results, and the plot and video it makes by default
+EVALUATION = ("eval.json", "eval_commands.json", "eval_env_kwargs.json", "eval_commands_env_kwargs.json",
+              "tracking.png", "eval.mp4")
 # what `fresh=true` moves aside: everything that describes the old run (train.log is copied)
-RECORD = ("checkpoint.pt", "summary.json", "metrics.jsonl", "wandb_run_id", "error.txt", "eval.json", "wandb",
-          ".hydra")
+RECORD = ("checkpoint.pt", "summary.json", "metrics.jsonl", "wandb_run_id", "error.txt", "wandb", ".hydra",
+          *EVALUATION)
 
 
 class RunDir:

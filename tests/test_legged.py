@@ -431,3 +431,31 @@ def test_the_env_file_lists_every_weight_and_option_at_the_code_defaults():
     assert kwargs["rewards"] == REWARDS
     assert kwargs["randomization"] == RANDOMIZATION
     assert kwargs["command_curriculum"] is None and kwargs["tracking_sigma"] == 0.25  # off; the code's default
+
+
+def test_evaluation_with_changed_env_kwargs_goes_to_its_own_report(tmp_path, train_in_process, capsys):
+    """`pg-lab-eval RUN --env-kwargs randomization.friction=[0.5,0.6] ...`: the policy meets the env with those
+    settings (a robustness check), the report names them and goes to eval_env_kwargs.json, leaving eval.json to the
+    run's own settings; a key the run's env.kwargs lacks is refused, naming it."""
+    from pg_lab.evaluate import evaluate, load, main
+    from pg_lab.rundir import RunDir
+
+    run = tmp_path / "run"
+    train_in_process("env=go1", "env.num_envs=2", "algo.num_steps=16", "total_steps=32", run_dir=run)
+    changed = {"randomization.friction": [0.5, 0.6], "randomization.push_interval_s": 0.1}
+    env, _ = load(RunDir(run), render=False, env_kwargs=changed)
+    assert env.unwrapped.randomization["friction"] == [0.5, 0.6]
+    assert env.unwrapped.randomization["push_interval_s"] == 0.1
+    env.reset(seed=0)
+    assert 0.5 <= env.unwrapped.episode_params["friction"] <= 0.6
+    env.close()
+    report = evaluate(RunDir(run), episodes=1, max_steps=10, env_kwargs=changed)
+    assert report["env_kwargs"] == changed
+    assert json.loads((run / "eval_env_kwargs.json").read_text())["env_kwargs"] == changed
+    assert not (run / "eval.json").exists()
+    with pytest.raises(SystemExit):
+        main([str(run), "--episodes", "1", "--env-kwargs", "randomisation.friction=[0.5,0.6]"])
+    assert "no key 'randomisation.friction'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(run), "--episodes", "1", "--env-kwargs", "friction"])
+    assert "expected KEY=VALUE" in capsys.readouterr().err
