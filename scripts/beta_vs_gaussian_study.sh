@@ -10,6 +10,9 @@
 # interrupted ones from their checkpoints, so the study can be stopped and continued at any time. Finished runs'
 # records are archived in docs/results/runs/beta_vs_gaussian (every 5 minutes and at the end; `pg_lab.archive`, no
 # checkpoints) and restored from there first, so a new checkout continues where the last one stopped.
+# The study's runs used the env files of their time. InvertedDoublePendulum's changed after it (2 envs x 128 steps,
+# lr 2.4e-3 annealed, since 2026-11-27 night): relaunching refuses those archived jobs as another config's records
+# (pg_lab never mixes two configs in one cell); add fresh=true to move them aside and rerun them at today's settings.
 set -euo pipefail
 CUT="**What was cut** (to fit a 2-core machine): InvertedDoublePendulum, Hopper, the quadruped and Humanoid run the
 clipped Gaussian and the Beta only (CAPG and the squashed Gaussian are compared on the three cheaper tasks), under
