@@ -54,12 +54,13 @@ def test_best_trial_as_an_experiment_file(tmp_path, compose):
 
 
 def test_the_incumbent_is_the_launch_configs_own_values_of_the_searched_keys(compose):
-    cfg = compose("experiment=tune_idp", return_hydra_config=True)
+    cfg = compose("experiment=tune_idp", "optimizer.lr=0.003", "baseline.lam=0.95", "algo.num_steps=256",
+                  "env.num_envs=4", return_hydra_config=True)
     space, _ = search_space(["optimizer.lr=tag(log, interval(1e-3, 1e-2))", "baseline.lam=interval(0.9, 0.99)",
                              "algo.num_steps=choice(128, 256, 512)", "env.num_envs=choice(2, 8)",
                              "algo.gamma=interval(0.9, 0.95)", "policy=gaussian,beta"])
     params, outside = incumbent(cfg, space)
-    # InvertedDoublePendulum's env file: lr 3e-3, lam 0.95, 256 steps; its 4 envs and gamma 0.99 are outside
+    # the launch config (as set above): lr 3e-3, lam 0.95, 256 steps; its 4 envs and gamma 0.99 are outside
     assert params == {"optimizer.lr": 0.003, "baseline.lam": 0.95, "algo.num_steps": 256, "policy": "gaussian"}
     assert outside == ["env.num_envs", "algo.gamma"]
     study = optuna.create_study(direction="maximize")
