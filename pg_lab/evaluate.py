@@ -44,6 +44,9 @@ def fast_render(env) -> None:
         scene.flags[flag] = 0
 
 
+_MISSING = object()
+
+
 def parse_env_kwargs(items: list[str]) -> dict[str, Any]:
     """`["randomization.friction=[0.5,1.25]", "terrain=rough"]` -> {dotted key: value}, each value read as YAML."""
     out = {}
@@ -65,9 +68,6 @@ def with_env_kwargs(cfg: DictConfig, env_kwargs: dict[str, Any]) -> DictConfig:
                              f"{', '.join(cfg.env.get('kwargs', {}))})")
         OmegaConf.update(cfg, f"env.kwargs.{key}", value, merge=False)
     return cfg
-
-
-_MISSING = object()
 
 
 def load(run_dir: RunDir, render: bool, full_render: bool = False, checkpoint: Path | None = None,
