@@ -34,7 +34,8 @@ def build(env: str, overrides: list[str]):
 
 
 def collect_timed(collector: StepCollector, algorithm, num_steps: int) -> tuple[dict[str, float], object]:
-    """StepCollector.collect's loop, with each part's time (seconds)."""
+    """StepCollector.collect's loop, with each part's time (seconds). A copy with timers between the lines (hooks
+    in the real loop would cost every run): keep it in step with pg_lab/rollout.py."""
     policy, envs, clock = algorithm.policy, collector.envs, time.perf_counter
     parts = dict.fromkeys(("policy draw", "map to the env", "vector env step", "buffers"), 0.0)
     steps, everyone = _Steps(), np.ones(envs.num_envs, dtype=bool)
