@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from pg_lab.builder import build_algorithm, env_factory
-from pg_lab.rundir import RunDir
+from pg_lab.rundir import OMITTED_AT_DEFAULT, RunDir
 
 
 def fast_render(env) -> None:
@@ -60,10 +60,12 @@ def parse_env_kwargs(items: list[str]) -> dict[str, Any]:
 
 def with_env_kwargs(cfg: DictConfig, env_kwargs: dict[str, Any]) -> DictConfig:
     """The run's config with env.kwargs changed for evaluation (e.g. domain randomisation switched on); a key that
-    the run's env.kwargs does not have is refused, naming it."""
+    the run's env.kwargs does not have is refused, naming it (unless the key came after the run: a run recorded
+    before it ran at its OMITTED_AT_DEFAULT value, e.g. terrain_roughness)."""
     cfg = copy.deepcopy(cfg)
     for key, value in env_kwargs.items():
-        if OmegaConf.select(cfg, f"env.kwargs.{key}", default=_MISSING) is _MISSING:
+        if OmegaConf.select(cfg, f"env.kwargs.{key}", default=_MISSING) is _MISSING and \
+                f"env.kwargs.{key}" not in OMITTED_AT_DEFAULT:
             raise ValueError(f"--env-kwargs: this run's env.kwargs has no key {key!r} (it has: "
                              f"{', '.join(cfg.env.get('kwargs', {}))})")
         OmegaConf.update(cfg, f"env.kwargs.{key}", value, merge=False)

@@ -55,7 +55,8 @@ FINGERPRINT_IGNORED = (*BOOKKEEPING_KEYS, "total_steps")
 # made them
 OMITTED_AT_DEFAULT = {"env.backend": "mujoco", "algo.bootstrap_truncation": None, "env.kwargs.tracking_sigma": 0.25,
                       "env.kwargs.rewards.command_progress": 0.0, "env.kwargs.command_curriculum": None,
-                      "baseline.normalize_targets": False, "env.kwargs.solver": None}
+                      "baseline.normalize_targets": False, "env.kwargs.solver": None,
+                      "env.kwargs.terrain_roughness": 0.04}
 SEED_KEY = "seed"
 
 

@@ -459,3 +459,10 @@ def test_evaluation_with_changed_env_kwargs_goes_to_its_own_report(tmp_path, tra
     with pytest.raises(SystemExit):
         main([str(run), "--episodes", "1", "--env-kwargs", "friction"])
     assert "expected KEY=VALUE" in capsys.readouterr().err
+    # a key that came after the run (its record lacks it; the run ran at the key's default) may still be changed
+    config = run / ".hydra" / "config.yaml"
+    config.write_text(config.read_text().replace("    terrain_roughness: 0.04\n", ""))
+    assert "terrain_roughness" not in config.read_text()
+    env, _ = load(RunDir(run), render=False, env_kwargs={"terrain": "rough", "terrain_roughness": 0.01})
+    assert (env.unwrapped.terrain, env.unwrapped.terrain_roughness) == ("rough", 0.01)
+    env.close()
