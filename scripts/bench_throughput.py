@@ -3,11 +3,16 @@
     python scripts/bench_throughput.py                         # half_cheetah hopper quadruped, defaults
     python scripts/bench_throughput.py --envs hopper --steps 60000 -- env.num_envs=8
     python scripts/bench_throughput.py --sb3                   # + Stable-Baselines3 side by side
+    python scripts/bench_throughput.py --from-runs outputs/bench/go1/seed0 --steps 30000   # a trained policy's states
 
 For each env config it measures, in this order: raw stepping of one env with random actions, raw stepping
 of the vector env that training uses (same num_envs and vectorisation), a `pg-lab` training run with the
 default settings (plus any overrides after `--`), and raw single-env stepping again. The figure is
 training steps/s ÷ the mean of the two raw single-env measurements (the one-core simulator ceiling).
+
+With --from-runs it measures trained runs instead: a copy of each resumed for --steps more steps, against one env
+of the task driven by the run's policy with only the env's steps timed (raw stepping in the states training
+visits: the physics of a step depends on them, e.g. on a legged robot's ground contacts).
 
 With --sb3 (`pip install -e '.[bench]'`) it also runs Stable-Baselines3 PPO and A2C with the RL Zoo's
 hyperparameters: on CartPole-v1 the wall-clock time to a mean return >= 475 over the last 20 episodes
@@ -110,6 +115,71 @@ def throughput(envs: list[str], steps: int, overrides: list[str], std: float | N
     return results
 
 
+# ------------------------------------------------------------------------------ in a trained policy's states
+
+def raw_single_in_policy_states(run: Path, n: int = 8000) -> float:
+    """One env of a trained run's task, driven by its policy (sampled, as training samples), timing only the env's
+    `step` and `reset`: raw single-env stepping in the states that training visits. It continues, in turn, each of
+    the training envs' episodes as the run's checkpoint holds them (the simulator's state and the task's, e.g. a
+    command curriculum's level), n / num_envs steps each. The physics of a step depends on the state: a trained
+    runner may have fewer ground contacts than a body thrown over by random actions, or more."""
+    import torch
+
+    from pg_lab.envs.state import restore_env
+    from pg_lab.evaluate import load
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    env, policy = load(RunDir(run), render=False)
+    rollout = RunDir(run).load_checkpoint().get("rollout") or {}
+    states = rollout.get("envs") or [None]  # None: not captured (whole-episode batching): fresh episodes
+    clock, stepping = time.perf_counter, 0.0
+    for i, state in enumerate(states):
+        obs, _ = env.reset(seed=i)
+        if state is not None:
+            restore_env(env, state)
+            obs = np.asarray(rollout["obs"][i])
+        for _ in range(n // len(states)):
+            with torch.no_grad():
+                action = policy.to_env(policy.act(torch.as_tensor(obs, dtype=torch.float32)[None]))[0]
+            t = clock()
+            obs, _, term, trunc, _ = env.step(action)
+            if term or trunc:
+                obs, _ = env.reset()
+            stepping += clock() - t
+    env.close()
+    return n // len(states) * len(states) / stepping
+
+
+def resumed_training(run: Path, steps: int, tmp: Path) -> float:
+    """Training steps/s of a copy of `run` resumed for `steps` more steps (its own config: the states it visits
+    are the trained policy's)."""
+    import shutil
+    copy = Path(tempfile.mkdtemp(dir=tmp)) / run.name  # runs of several tasks share names (seed0)
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("*.mp4", "wandb"))
+    budget = RunDir(copy).read_summary()["total_steps"] + steps
+    done = subprocess.run([sys.executable, "-m", "pg_lab", f"resume={copy}", f"total_steps={budget}",
+                           "wandb.mode=disabled", "progress_bar=false"], capture_output=True, text=True, cwd=ROOT)
+    if done.returncode:
+        raise RuntimeError(f"resuming a copy of {run} failed:\n{done.stderr[-2000:]}")
+    return RunDir(copy).read_metrics()[-1]["steps_per_s"]  # this session's steps over its wall clock
+
+
+def throughput_from(runs: list[Path], steps: int) -> list[dict]:
+    """For trained runs: their training resumed, against raw single-env stepping in their policy's states (before
+    and after, averaged), and against uniform random actions (the check's baseline) for comparison."""
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in runs:
+            before = raw_single_in_policy_states(run)
+            train = resumed_training(run, steps, Path(tmp))
+            raw = (before + raw_single_in_policy_states(run)) / 2
+            env = RunDir(run).read_config().env
+            results.append({"run": str(run), "raw_policy_states": raw, "train": train, "ratio": train / raw})
+            print(f"{str(run):40s} {env.id}: raw 1 env in the policy's states {raw:8.0f}/s  training (resumed) "
+                  f"{train:8.0f}/s  training/raw {train / raw:.3f}", flush=True)
+    return results
+
+
 # ------------------------------------------------------------------------------ Stable-Baselines3 peers
 
 def sb3_time_to_475(algo: str, seed: int, max_steps: int) -> tuple[float | None, int | None]:
@@ -193,9 +263,15 @@ def main() -> None:
     p.add_argument("--raw-std", type=float, default=None,
                    help="raw stepping with N(0, STD) actions (clipped) instead of uniform ones, e.g. the policy's "
                         "init_std")
+    p.add_argument("--from-runs", nargs="+", type=Path, metavar="RUN",
+                   help="instead: trained runs, resumed for --steps more steps, against raw single-env stepping "
+                        "in their policy's states")
     p.add_argument("overrides", nargs="*", help="pg-lab overrides for every training run (after --)")
     args = p.parse_args()
-    throughput(args.envs, args.steps, args.overrides, args.raw_std)
+    if args.from_runs:
+        throughput_from(args.from_runs, args.steps)
+    else:
+        throughput(args.envs, args.steps, args.overrides, args.raw_std)
     if args.sb3:
         peers(args.seeds, args.steps)
 
