@@ -164,15 +164,15 @@ def resumed_training(run: Path, steps: int, tmp: Path) -> float:
     return RunDir(copy).read_metrics()[-1]["steps_per_s"]  # this session's steps over its wall clock
 
 
-def throughput_from(runs: list[Path], steps: int) -> list[dict]:
+def throughput_from(runs: list[Path], steps: int, raw_steps: int = 8000) -> list[dict]:
     """For trained runs: their training resumed, against raw single-env stepping in their policy's states (before
     and after, averaged), and against uniform random actions (the check's baseline) for comparison."""
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for run in runs:
-            before = raw_single_in_policy_states(run)
+            before = raw_single_in_policy_states(run, raw_steps)
             train = resumed_training(run, steps, Path(tmp))
-            raw = (before + raw_single_in_policy_states(run)) / 2
+            raw = (before + raw_single_in_policy_states(run, raw_steps)) / 2
             env = RunDir(run).read_config().env
             results.append({"run": str(run), "raw_policy_states": raw, "train": train, "ratio": train / raw})
             print(f"{str(run):40s} {env.id}: raw 1 env in the policy's states {raw:8.0f}/s  training (resumed) "
