@@ -115,6 +115,9 @@ SOLVER = {"iterations": int, "ls_iterations": int, "cone": {"pyramidal": mujoco.
           "impratio": float}  # `solver`: the MJCF's <option> attributes it may override
 _COMPILED: dict[tuple, tuple[mujoco.MjModel, list[bool]]] = {}
 HEADING_GAIN = 0.5  # legged_gym's heading command: yaw rate = 0.5 × heading error, clipped to ±1 rad/s
+# terrain=rough: the height field reaches this far from the start in x and y (m). A 20-s episode at Go1's 2.3 m/s
+# covers 46 m; at 20 m the trained runners ran off its edge (docs/results/quadruped_real.md)
+TERRAIN_HALF_SIZE = 50.0
 NOISE_LEVELS = {"gravity": 0.05, "lin_vel": 0.1, "ang_vel": 0.2, "joint_pos": 0.01, "joint_vel": 1.5}
 
 
@@ -257,8 +260,10 @@ class LeggedEnv(MujocoEnv):
         return model, pd
 
     def _add_terrain(self, spec) -> None:
+        """A fixed random height field centred on the start, 0.25 m cells, TERRAIN_HALF_SIZE m to each side."""
         rng = np.random.default_rng(0)
-        size, rows = 20.0, 160
+        size = TERRAIN_HALF_SIZE
+        rows = int(round(2 * size / 0.25))
         heights = rng.uniform(0, 1, (rows, rows))
         heights = (heights + np.roll(heights, 1, 0) + np.roll(heights, 1, 1) + np.roll(heights, (1, 1), (0, 1))) / 4
         spec.add_hfield(name="terrain", size=[size, size, max(self.terrain_roughness, 1e-3), 0.1], nrow=rows,
