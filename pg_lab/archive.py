@@ -21,13 +21,17 @@ import math
 import shutil
 from pathlib import Path
 
-from pg_lab.rundir import RunDir
+from pg_lab.rundir import RunDir, evaluation_files
 
 DIGITS = 6  # significant digits kept in archived metrics: far below seed-to-seed noise; gzip then makes a
 # 1M-step Ant run 47 kB instead of 89 kB at full precision (368 kB raw)
 METRICS_GZ = "metrics.jsonl.gz"
-KEPT = ("summary.json", "eval.json", "eval_commands.json", "eval_env_kwargs.json", "eval_commands_env_kwargs.json",
-        ".hydra/config.yaml", ".hydra/overrides.yaml")
+KEPT = ("summary.json", ".hydra/config.yaml", ".hydra/overrides.yaml")  # and the evaluation results (kept())
+
+
+def kept(path: Path) -> list[str]:
+    """What is archived of the run directory `path` besides its metrics: KEPT and its evaluations' results."""
+    return [*KEPT, *(name for name in evaluation_files(path) if name.endswith(".json"))]
 
 
 def _rounded(value):
@@ -53,11 +57,11 @@ def save(runs: Path, archive: Path) -> list[Path]:
         dest = archive / run.path.relative_to(runs)
         if (dest / METRICS_GZ).is_file() and all(
                 (dest / name).is_file() and (dest / name).read_bytes() == (run.path / name).read_bytes()
-                for name in KEPT if (run.path / name).is_file()):
+                for name in kept(run.path) if (run.path / name).is_file()):
             continue
         if dest.exists():
             shutil.rmtree(dest)
-        for name in KEPT:
+        for name in kept(run.path):
             if (run.path / name).is_file():
                 (dest / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(run.path / name, dest / name)
@@ -77,7 +81,7 @@ def restore(archive: Path, runs: Path) -> list[Path]:
         dest = runs / src.relative_to(archive)
         if RunDir(dest).is_run() or (dest / "summary.json").exists():
             continue  # a local record (finished, running or interrupted) is the truth about this directory
-        for name in KEPT:
+        for name in kept(src):
             if (src / name).is_file():
                 (dest / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src / name, dest / name)

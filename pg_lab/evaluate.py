@@ -16,6 +16,7 @@ import argparse
 import copy
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -91,11 +92,11 @@ def load(run_dir: RunDir, render: bool, full_render: bool = False, checkpoint: P
 def evaluate(run_dir: RunDir, episodes: int = 5, video: Path | None = None, video_episodes: int = 1,
              seed: int = 10_000, max_steps: int | None = None, stochastic: bool = False,
              full_render: bool = False, progress: bool = False, checkpoint: Path | None = None,
-             env_kwargs: dict[str, Any] | None = None) -> dict:
+             env_kwargs: dict[str, Any] | None = None, label: str = "env_kwargs") -> dict:
     """Build the env through the run's own env config (its `_target_`) and the policy through the same
     builder as training, load the checkpoint (`checkpoint`: another file of the run's; then no eval.json is
     written), and run `episodes` episodes. `env_kwargs` changes the env's settings for the evaluation (the report
-    says which, and goes to eval_env_kwargs.json instead)."""
+    says which, and goes to eval_<label>.json instead: eval_env_kwargs.json unless a label is given)."""
     env, policy = load(run_dir, video is not None, full_render, checkpoint, env_kwargs)
     dt = getattr(env.unwrapped, "dt", None)
     results, frames = [], []
@@ -139,7 +140,7 @@ def evaluate(run_dir: RunDir, episodes: int = 5, video: Path | None = None, vide
     if env_kwargs:
         report["env_kwargs"] = env_kwargs
     if checkpoint is None:
-        name = "eval_env_kwargs.json" if env_kwargs else "eval.json"
+        name = f"eval_{label}.json" if env_kwargs else "eval.json"
         (run_dir.path / name).write_text(json.dumps(report, indent=2))
     return report
 
@@ -162,13 +163,13 @@ def overlay(frame: np.ndarray, lines: list[str]) -> np.ndarray:
 def evaluate_commands(run_dir: RunDir, commands: list[tuple[float, float, float]] | None = None,
                       seconds: float = 10.0, settle: float = 2.0, seed: int = 20_000, video: Path | None = None,
                       plot: Path | None = None, progress: bool = False, checkpoint: Path | None = None,
-                      env_kwargs: dict[str, Any] | None = None) -> dict:
+                      env_kwargs: dict[str, Any] | None = None, label: str = "env_kwargs") -> dict:
     """Velocity-command tracking: one deterministic episode per command (vx, vy, yaw rate), the command fixed
     for the episode. Tracking error = mean over the steps after `settle` seconds of |v_xy − command_xy| (m/s);
     the yaw-rate error likewise. Writes eval_commands.json, a plot of achieved against commanded velocity, and
     a video (all commands one after another) with the commanded and actual velocity drawn on each frame.
     `checkpoint`: another file of the run's (a snapshot); then no eval_commands.json is written. `env_kwargs` as for
-    `evaluate` (the report goes to eval_commands_env_kwargs.json)."""
+    `evaluate` (the report goes to eval_commands_<label>.json)."""
     cfg = run_dir.read_config()
     env, policy = load(run_dir, video is not None, checkpoint=checkpoint, env_kwargs=env_kwargs)
     if not hasattr(env.unwrapped, "set_command"):
@@ -214,7 +215,7 @@ def evaluate_commands(run_dir: RunDir, commands: list[tuple[float, float, float]
     if plot:
         report["plot"] = str(plot_tracking(results, plot))
     if checkpoint is None:
-        name = "eval_commands_env_kwargs.json" if env_kwargs else "eval_commands.json"
+        name = f"eval_commands_{label}.json" if env_kwargs else "eval_commands.json"
         (run_dir.path / name).write_text(json.dumps(report, indent=2))
     return report
 
@@ -281,7 +282,15 @@ def main(argv: list[str] | None = None) -> None:
                    help="evaluate with some of the run's env.kwargs changed, values in YAML, e.g. domain "
                         "randomisation: randomization.friction=[0.5,1.25] randomization.push_interval_s=4; the "
                         "report says which and goes to eval_env_kwargs.json (eval_commands_env_kwargs.json)")
+    p.add_argument("--label", default=None, metavar="NAME",
+                   help="with --env-kwargs: name the report eval_NAME.json (eval_commands_NAME.json) instead, so "
+                        "that several such evaluations of a run (e.g. randomised, rough terrain) are kept side by side")
     args = p.parse_args(argv)
+    if args.label is not None and (not args.env_kwargs or not re.fullmatch(r"[a-z0-9_]+", args.label)
+                                   or args.label == "commands"):
+        p.error(f"--label: a name of lowercase letters, digits and _ (not 'commands'), with --env-kwargs; got "
+                f"{args.label!r}" + ("" if args.env_kwargs else " without --env-kwargs"))
+    label = args.label or "env_kwargs"
     run_dir = RunDir(args.run_dir)
     for needed in (run_dir.config, run_dir.checkpoint):
         if not needed.is_file():
@@ -301,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
             p.error(f"--commands: expected VX,VY,YAW triples such as 1.0,0,0, got {args.commands}")
         report = evaluate_commands(run_dir, commands, args.seconds, seed=args.seed, video=video,
                                    plot=None if env_kwargs else run_dir.path / "tracking.png", progress=True,
-                                   env_kwargs=env_kwargs)
+                                   env_kwargs=env_kwargs, label=label)
         for r in report["commands"]:
             c, v = r["command"], r["mean_velocity"]
             print(f"command ({c[0]:+.2f}, {c[1]:+.2f}, {c[2]:+.2f}) -> ({v[0]:+.2f}, {v[1]:+.2f}, {v[2]:+.2f}): "
@@ -313,7 +322,7 @@ def main(argv: list[str] | None = None) -> None:
               + (f"; video {report['video']}" if report.get("video") else ""))
         return
     report = evaluate(run_dir, args.episodes, video, args.video_episodes, args.seed, args.max_steps,
-                      args.stochastic, args.full_render, progress=True, env_kwargs=env_kwargs)
+                      args.stochastic, args.full_render, progress=True, env_kwargs=env_kwargs, label=label)
     for i, r in enumerate(report["episodes"]):
         speed = f"{r['forward_speed']:.2f} m/s" if r["forward_speed"] is not None else "-"
         print(f"episode {i}: return {r['return']:.1f}  length {r['length']}  forward speed {speed}"

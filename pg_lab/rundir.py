@@ -149,12 +149,19 @@ class ConfigMismatch(ValueError):
 
 REPLACED = ".replaced-"
 STOP_MARKER = ".stop"  # in a sweep directory: a signal stopped the sweep; jobs not yet started do not start
-# what pg-lab-eval writes into a run directory (pg_lab.evaluate): results, and the plot and video it makes by default
-EVALUATION = ("eval.json", "eval_commands.json", "eval_env_kwargs.json", "eval_commands_env_kwargs.json",
-              "tracking.png", "eval.mp4")
+# what pg-lab-eval writes into a run directory (pg_lab.evaluate): results (eval.json, eval_commands.json, and
+# eval[_commands]_<label>.json for evaluations with changed env settings), the plot and video it makes by default
+EVALUATION = ("eval*.json", "tracking.png", "eval.mp4")
+
+
+def evaluation_files(path: Path) -> list[str]:
+    """The names of the evaluation files (EVALUATION's patterns) in the run directory `path`."""
+    return sorted({f.name for pattern in EVALUATION for f in path.glob(pattern) if f.is_file()})
+
+
 # what `fresh=true` moves aside: everything that describes the old run (train.log is copied)
-RECORD = ("checkpoint.pt", "summary.json", "metrics.jsonl", "wandb_run_id", "error.txt", "wandb", ".hydra",
-          *EVALUATION)
+RECORD = ("checkpoint.pt", "summary.json", "metrics.jsonl", "wandb_run_id", "error.txt", "wandb", ".hydra")
+# and the evaluation files (evaluation_files)
 
 
 class RunDir:
@@ -282,7 +289,7 @@ class RunDir:
     def move_record_aside(self) -> Path:
         aside = self.path.with_name(f"{self.path.name}{REPLACED}{time.strftime('%Y%m%d-%H%M%S')}")
         aside.mkdir()
-        for name in RECORD:
+        for name in (*RECORD, *evaluation_files(self.path)):
             if (self.path / name).exists():
                 shutil.move(self.path / name, aside / name)
         if self.log.exists():

@@ -35,6 +35,8 @@ TASKS = {"go1": "forward", "go2": "forward", "quadruped_velocity": "velocity"}
 SPEED_TARGET, TRACKING_TARGET = 1.0, 0.25
 # the robustness evaluation: the same episodes with domain randomisation on (none of it in training)
 RANDOMIZED = ["randomization.friction=[0.5,1.25]", "randomization.added_mass=[-1,2]", "randomization.push_interval_s=8"]
+# and on rough terrain (a random height field, env.kwargs.terrain=rough; training is on flat ground)
+ROUGH = ["terrain=rough"]
 
 
 RUNS = ROOT / "outputs" / "bench"
@@ -74,6 +76,7 @@ def evaluate(task: str, seed: int) -> dict | None:
     what = ["--commands"] if TASKS[task] == "velocity" else ["--episodes", "5"]
     subprocess.run([*eval_cli, *what], check=True, capture_output=True)
     subprocess.run([*eval_cli, *what, "--env-kwargs", *RANDOMIZED], check=True, capture_output=True)
+    subprocess.run([*eval_cli, *what, "--env-kwargs", *ROUGH, "--label", "rough"], check=True, capture_output=True)
     archive(task, seed)
     return json.loads((d / ("eval_commands.json" if TASKS[task] == "velocity" else "eval.json")).read_text())
 
@@ -131,11 +134,13 @@ def report(seeds: list[int], steps: int, out_md: Path) -> str:
              "defaults, conf/env/legged.yaml; deterministic evaluation).\n",
              f"Targets: every model walks forward at ≥ {SPEED_TARGET} m/s with 0 falls in 5 episodes, every seed; the "
              f"velocity task on Go1 tracks commands with a mean error ≤ {TRACKING_TARGET} m/s and 0 falls; with "
-             "randomisation on, still 0 falls. The last column evaluates the same way with domain randomisation "
+             "randomisation on, still 0 falls. The last two columns evaluate the same way with domain randomisation "
              f"switched on for the evaluation only (`pg-lab-eval RUN ... --env-kwargs {shlex.join(RANDOMIZED)}`; "
-             "none in training).\n",
-             "| task | seed | training steps | final training return | evaluation | target met? | with randomisation |",
-             "|---|---|---|---|---|---|---|"]
+             "none in training), and on rough terrain, a random height field of ±2 cm bumps on 0.25 m cells "
+             f"(`... --env-kwargs {shlex.join(ROUGH)} --label rough`; training is on flat ground).\n",
+             "| task | seed | training steps | final training return | evaluation | target met? | with randomisation "
+             "| on rough terrain |",
+             "|---|---|---|---|---|---|---|---|"]
     figures = []
     for task in TASKS:
         for seed in seeds:
@@ -143,17 +148,17 @@ def report(seeds: list[int], steps: int, out_md: Path) -> str:
             s = RunDir(d).read_summary() if d.exists() else None
             if not s or s.get("status") != "finished":
                 lines.append(f"| {task} | {seed} | {s.get('total_steps', 0) if s else 0} (not finished) | — | — | — "
-                             "| — |")
+                             "| — | — |")
                 continue
             stem = "eval_commands" if TASKS[task] == "velocity" else "eval"
-            ev, ev_rand = (json.loads(f.read_text()) if f.exists() else None
-                           for f in (d / f"{stem}.json", d / f"{stem}_env_kwargs.json"))
+            ev, ev_rand, ev_rough = (json.loads(f.read_text()) if f.exists() else None
+                                     for f in (d / f"{stem}.json", d / f"{stem}_env_kwargs.json",
+                                               d / f"{stem}_rough.json"))
             what, met = describe(task, ev) if ev else ("not evaluated", "—")
-            robust = describe(task, ev_rand)[0] if ev_rand else "—"
+            robust, rough = (describe(task, e)[0] if e else "—" for e in (ev_rand, ev_rough))
             final = s.get("final_return_mean")
-            lines.append(f"| {task} | {seed} | {s['total_steps']:,} | "
-                         f"{final:.1f} | {what} | {met} | {robust} |" if final is not None else
-                         f"| {task} | {seed} | {s['total_steps']:,} | — | {what} | {met} | {robust} |")
+            final = f"{final:.1f}" if final is not None else "—"
+            lines.append(f"| {task} | {seed} | {s['total_steps']:,} | {final} | {what} | {met} | {robust} | {rough} |")
         fig = curves(task, seeds, out)
         if fig:
             figures.append(f"![{task}]({rel}/{fig}) ([SVG]({rel}/{fig[:-4]}.svg))\n")

@@ -81,3 +81,9 @@ def test_save_rewrites_only_records_that_changed(tmp_path):
     (runs / "b" / "eval.json").write_text('{"forward_speed_mean": 1.2}')  # evaluated after it was archived
     assert save(runs, archive) == [archive / "b"]
     assert (archive / "b" / "eval.json").read_text() == '{"forward_speed_mean": 1.2}'
+    (runs / "b" / "eval_rough.json").write_text('{"falls": 0}')  # a labelled evaluation (pg-lab-eval --label)
+    assert save(runs, archive) == [archive / "b"]
+    assert (archive / "b" / "eval_rough.json").read_text() == '{"falls": 0}'
+    restored = tmp_path / "restored"
+    restore(archive, restored)
+    assert (restored / "b" / "eval_rough.json").read_text() == '{"falls": 0}'

@@ -455,6 +455,15 @@ def test_evaluation_with_changed_env_kwargs_goes_to_its_own_report(tmp_path, tra
     assert report["env_kwargs"] == changed
     assert json.loads((run / "eval_env_kwargs.json").read_text())["env_kwargs"] == changed
     assert not (run / "eval.json").exists()
+    # a labelled evaluation is kept beside it (e.g. randomised and rough terrain, both of one run)
+    main([str(run), "--episodes", "1", "--max-steps", "5", "--env-kwargs", "terrain=rough", "--label", "rough"])
+    assert json.loads((run / "eval_rough.json").read_text())["env_kwargs"] == {"terrain": "rough"}
+    assert json.loads((run / "eval_env_kwargs.json").read_text())["env_kwargs"] == changed
+    for bad in (["--label", "rough"], ["--env-kwargs", "terrain=rough", "--label", "Rough terrain"],
+                ["--env-kwargs", "terrain=rough", "--label", "commands"]):
+        with pytest.raises(SystemExit):
+            main([str(run), "--episodes", "1", *bad])
+        assert "--label" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([str(run), "--episodes", "1", "--env-kwargs", "randomisation.friction=[0.5,0.6]"])
     assert "no key 'randomisation.friction'" in capsys.readouterr().err

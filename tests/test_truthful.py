@@ -91,11 +91,12 @@ def test_a_record_of_another_config_is_refused_then_moved_aside_with_fresh(tmp_p
     assert ((run / ".hydra" / "config.yaml").read_text(), (run / "summary.json").read_text()) == record
     # bookkeeping keys and a longer budget are the same run
     train_in_process("total_steps=4000", "checkpoint_every=2", run_dir=run)
-    for name in ("eval.json", "eval_commands.json", "tracking.png"):  # pg-lab-eval's results describe that run too
+    evaluation = ("eval.json", "eval_commands.json", "eval_rough.json", "tracking.png")
+    for name in evaluation:  # pg-lab-eval's results (a labelled one too) describe that run too
         (run / name).write_text("{}")
     train_in_process("total_steps=2000", "algo.gamma=0.9", "fresh=true", run_dir=run)
     (aside,) = tmp_path.glob("run.replaced-*")
-    for name in ("eval.json", "eval_commands.json", "tracking.png"):
+    for name in evaluation:
         assert (aside / name).exists() and not (run / name).exists()
     assert json.loads((aside / "summary.json").read_text())["total_steps"] >= 4000
     assert "gamma: 0.99" in (aside / ".hydra" / "config.yaml").read_text()
