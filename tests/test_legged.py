@@ -364,8 +364,9 @@ def test_pushes_kick_the_trunk():
 def test_rough_terrain_is_a_height_field():
     env = LeggedEnv("go1", terrain="rough")
     assert env.model.nhfield == 1
-    # it reaches further than a runner gets in an episode (1000 steps, pg_lab/Legged-v0's limit) at 2.5 m/s
-    assert (env.model.hfield_size[0][:2] >= 2.5 * 1000 * env.dt).all()
+    # it reaches further than a runner gets in an episode (pg_lab/Legged-v0's time limit) at 2.5 m/s
+    episode_s = gym.spec("pg_lab/Legged-v0").max_episode_steps * env.dt
+    assert (env.model.hfield_size[0][:2] >= 2.5 * episode_s).all()
     assert env.model.geom_type[env.is_floor].tolist().count(mujoco.mjtGeom.mjGEOM_HFIELD) == 1
     env.reset(seed=0)
     for _ in range(20):

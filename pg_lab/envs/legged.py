@@ -116,7 +116,7 @@ SOLVER = {"iterations": int, "ls_iterations": int, "cone": {"pyramidal": mujoco.
 _COMPILED: dict[tuple, tuple[mujoco.MjModel, list[bool]]] = {}
 HEADING_GAIN = 0.5  # legged_gym's heading command: yaw rate = 0.5 × heading error, clipped to ±1 rad/s
 # terrain=rough: the height field reaches this far from the start in x and y (m). A 20-s episode at Go1's 2.3 m/s
-# covers 46 m; at 20 m the trained runners ran off its edge (docs/results/quadruped_real.md)
+# covers 46 m; at 20 m the trained runners ran off its edge and fell (docs/results/tuning_legged.md row 33)
 TERRAIN_HALF_SIZE = 50.0
 NOISE_LEVELS = {"gravity": 0.05, "lin_vel": 0.1, "ang_vel": 0.2, "joint_pos": 0.01, "joint_vel": 1.5}
 
