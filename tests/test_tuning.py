@@ -169,3 +169,40 @@ def test_a_killed_sweeper_relaunched_reruns_its_cut_off_trial_and_the_jobs_resum
     assert trials[1].params == trials[0].params and trials[1].user_attrs["rerun_of"] == 0
     assert json.loads((cut / "summary.json").read_text())["status"] == "finished"
     assert "resum" in (cut / "train.log").read_text().lower()  # continued from its checkpoint
+
+
+@pytest.mark.slow
+def test_a_sweep_stopped_by_a_signal_requeues_its_cut_off_trial_and_a_relaunch_resumes_its_jobs(tmp_path):
+    import os
+    import signal
+    import subprocess
+
+    from test_entrypoint import PG_LAB
+
+    args = [PG_LAB, "-m", "experiment=tune_cartpole", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=1",
+            "hydra.sweeper.seeds=[0]", "hydra.sweeper.pruner=null", "total_steps=20000", "checkpoint_every=1",
+            "wandb.mode=disabled", "progress_bar=false", f"hydra.sweep.dir={tmp_path}"]
+    proc = cli.popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(len(p.read_text().splitlines()) >= 5
+                                             for p in tmp_path.glob("*/metrics.jsonl")):
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGTERM)  # what Ctrl-C or a scheduler sends: the sweep stops, gracefully
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert "run the same command to resume" in stderr and "trials failed" not in stderr
+    (cut,) = [p.parent for p in tmp_path.glob("*/metrics.jsonl")]
+    assert json.loads((cut / "summary.json").read_text())["status"] == "interrupted"
+    study = optuna.load_study(study_name="tune_cartpole", storage=open_storage(None, tmp_path))
+    first = study.trials[0]
+    assert first.state == TrialState.FAIL and first.user_attrs["rerun"]  # cut off: not counted, queued again
+    assert [t.state for t in study.trials[1:]] == [TrialState.WAITING]
+
+    done = cli.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = optuna.load_study(study_name="tune_cartpole", storage=open_storage(None, tmp_path)).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert trials[1].params == first.params and trials[1].user_attrs["rerun_of"] == 0
+    assert trials[1].user_attrs["job_dirs"] == [str(cut)]
+    assert json.loads((cut / "summary.json").read_text())["status"] == "finished"
+    assert "resum" in (cut / "train.log").read_text().lower()  # continued from its checkpoint

@@ -10,9 +10,10 @@
 - **Shared storage**: the study lives in `storage`: by default a journal file in the sweep directory (Optuna's
   JournalFileBackend, which locks the file and suits shared file systems), a journal file you name, or an RDB
   URL. Sweepers on several machines can feed one study at once.
-- **Continuing**: the same command again continues the study. Trials left running by a sweeper that died (no
-  heartbeat for `stale_after_s`) are run again with the same parameters, so their jobs resume from their
-  checkpoints; only the trials still missing from `n_trials` are asked.
+- **Continuing**: the same command again continues the study. Trials cut off, by a signal that stopped the sweep
+  (Ctrl-C, SIGTERM: its running jobs checkpoint, the rest do not start) or by a sweeper that died (no heartbeat
+  for `stale_after_s`), are run again with the same parameters, so their jobs resume from their checkpoints;
+  only the trials still missing from `n_trials` are asked.
 - **Pruning** (with a `pruner`): the first seed of each trial reports its recent return to the study as it
   trains; every seed of a trial the pruner stops ends with status `pruned`, and the trial is told PRUNED.
 - **The best trial** is written as a ready-to-run experiment file, `<sweep dir>/best/experiment/<study>.yaml`;
@@ -44,7 +45,7 @@ from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from pg_lab.rundir import SEED_KEY, RunDir, override_key
+from pg_lab.rundir import SEED_KEY, STOP_MARKER, RunDir, override_key
 from pg_lab.tuning import TRIAL_KEY, as_override, experiment_file, incumbent, open_storage, search_space
 
 if TYPE_CHECKING:  # optuna is imported when a sweep starts, not by every pg-lab command (it takes ~0.4 s)
@@ -175,7 +176,15 @@ class OptunaSweeper(Sweeper):
                 returns = self.launcher.launch(jobs, initial_job_idx=job_idx)
             job_idx += len(returns)
             per_trial = [returns[i * len(self.seeds):(i + 1) * len(self.seeds)] for i in range(len(trials))]
-            failed = sum(self._tell(study, t, rets) == "fail" for t, rets in zip(trials, per_trial))
+            # a signal stopped the sweep (pg_lab.sweeps): its jobs checkpointed or did not start, and its trials
+            # are not failures but cut off, to run again with the same parameters when the command is relaunched
+            stopped = (self.sweep_dir / STOP_MARKER).exists()
+            outcomes = [self._tell(study, t, rets, stopped) for t, rets in zip(trials, per_trial)]
+            if stopped:
+                log.warning("the sweep was stopped: %d trial(s) cut off run again, their jobs resuming, when the "
+                            "same command is launched again", outcomes.count("cut off"))
+                return  # pg_lab.sweeps says how it stopped, and exits with 128 + the signal
+            failed = outcomes.count("fail")
             if failed and failed / len(trials) > self.max_failure_rate:
                 raise RuntimeError(f"{failed} of {len(trials)} trials failed (max_failure_rate="
                                    f"{self.max_failure_rate}); their job directories hold error.txt")
@@ -198,13 +207,20 @@ class OptunaSweeper(Sweeper):
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if now - t.user_attrs.get("heartbeat", 0) < self.stale_after_s:
                 continue  # another sweeper is running it
-            study._storage.set_trial_user_attr(t._trial_id, "rerun", True)
-            study.tell(t.number, state=TrialState.FAIL)
-            if set(t.params) == set(space):
-                study.enqueue_trial(t.params, user_attrs={"rerun_of": t.number})
-                log.info("trial %d was cut off: running it again with the same parameters", t.number)
+            self._run_again(study, t.number, t._trial_id, t.params if set(t.params) == set(space) else None)
 
-    def _tell(self, study: optuna.Study, trial: optuna.Trial, rets: list[JobReturn]) -> str:
+    @staticmethod
+    def _run_again(study: optuna.Study, number: int, trial_id: int, params: dict | None) -> None:
+        """A cut-off trial: FAIL, marked `rerun` (not counted), and its parameters queued for the next `ask`."""
+        from optuna.trial import TrialState
+
+        study._storage.set_trial_user_attr(trial_id, "rerun", True)
+        study.tell(number, state=TrialState.FAIL)
+        if params is not None:
+            study.enqueue_trial(params, user_attrs={"rerun_of": number})
+            log.info("trial %d was cut off: it runs again with the same parameters", number)
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, rets: list[JobReturn], stopped: bool = False) -> str:
         from optuna.trial import TrialState
 
         values, statuses = [], []
@@ -218,6 +234,9 @@ class OptunaSweeper(Sweeper):
         if "pruned" in statuses:
             study.tell(trial, state=TrialState.PRUNED)
             return "pruned"
+        if stopped and any(s != "finished" for s in statuses):  # interrupted, or never started
+            self._run_again(study, trial.number, trial._trial_id, trial.params)
+            return "cut off"
         if len(values) < len(rets) or not all(math.isfinite(v) for v in values):
             log.warning("trial %d failed: job statuses %s, values %s", trial.number, statuses, values)
             study.tell(trial, state=TrialState.FAIL)
