@@ -22,7 +22,7 @@ import numpy as np
 import psutil
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from pg_lab.config import NAME_PATTERN
 from pg_lab.rundir import BOOKKEEPING_KEYS, STOP_MARKER, RunDir
@@ -109,6 +109,7 @@ class SweepReport(Callback):
         if swept:
             _refuse(f"cannot sweep over {', '.join(swept)}: bookkeeping keys are not part of a job's directory "
                     "name, so its jobs would share one directory; set one value per sweep")
+        keep_earlier_launch(Path(config.hydra.sweep.dir), list(config.hydra.overrides.task))
         self.marker = Path(config.hydra.sweep.dir) / STOP_MARKER
         self.marker.unlink(missing_ok=True)
         self.previous = {}
@@ -148,6 +149,29 @@ class SweepReport(Callback):
             print(f"{len(failed)} job(s) did not finish: see error.txt and train.log in their directories",
                   file=sys.stderr, flush=True)
             sys.exit(1)
+
+
+def keep_earlier_launch(sweep_dir: Path, overrides: list[str]) -> Path | None:
+    """multirun.yaml records one launch, and the sweeper rewrites it. A launch with other overrides into the same
+    directory (more seeds, or another sweep under the same name) keeps the earlier record beside it, as
+    multirun.<its time>.yaml; a relaunch with the same overrides (to resume) replaces it as before."""
+    path = sweep_dir / "multirun.yaml"
+    if not path.is_file():
+        return None
+    try:
+        earlier = list(OmegaConf.load(path).hydra.overrides.task)
+    except Exception:  # noqa: BLE001 - unreadable or not Hydra's: keep it all the same
+        earlier = None
+    if earlier == overrides:
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
+    kept, n = path.with_name(f"multirun.{stamp}.yaml"), 1
+    while kept.exists():  # two launches within a second
+        kept, n = path.with_name(f"multirun.{stamp}-{n}.yaml"), n + 1
+    path.rename(kept)
+    print(f"{sweep_dir} holds an earlier launch with other overrides ({' '.join(earlier or ['unreadable'])}): "
+          f"its record is kept as {kept.name}", file=sys.stderr, flush=True)
+    return kept
 
 
 STOP_MARKER_SIGNAL = signal.SIGTERM  # a job stopped by a signal sent to it directly (not through this process)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cli
 import pytest
+import yaml
 from test_entrypoint import PG_LAB, WANDB
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -97,6 +98,14 @@ def test_relaunching_a_sweep_runs_only_what_is_left(tmp_path):
     assert ((first / "summary.json").read_text(), (first / "metrics.jsonl").stat().st_mtime_ns) == before
     assert summaries(tmp_path)["seed=1,total_steps=2000"]["status"] == "finished"
     assert "already finished" in (first / "train.log").read_text()
+    # the first launch's record stays beside the second's (other overrides); the second's is the current one
+    (kept,) = tmp_path.glob("multirun.*.yaml")
+    assert "seed=0" in yaml.safe_load(kept.read_text())["hydra"]["overrides"]["task"]
+    assert "seed=0,1" in yaml.safe_load((tmp_path / "multirun.yaml").read_text())["hydra"]["overrides"]["task"]
+    assert "kept as multirun." in proc.stderr
+    # a relaunch with the same overrides (to resume) replaces its own record: nothing more is kept
+    assert sweep(tmp_path, "seed=0,1", "total_steps=2000").returncode == 0
+    assert len(list(tmp_path.glob("multirun.*.yaml"))) == 1
 
 
 def test_a_job_another_process_is_running_is_not_counted_as_this_launchs_failure(tmp_path):
